@@ -148,11 +148,17 @@ def _tail(units: list[_Unit], overlap: int, room: int) -> list[_Unit]:
 def _sections(elements: list[Element]) -> list[_Section]:
     sections: list[_Section] = []
     current: _Section | None = None
+    orphan: Element | None = None  # a heading not yet followed by any content
     for element in elements:
         if element.category == "Title":
             # A heading closes the running section; its text lives on in the heading path.
+            # A heading followed directly by another keeps its own text (slide titles, TOCs).
+            if orphan is not None:
+                sections.append(_orphan_section(orphan))
+            orphan = element
             current = None
             continue
+        orphan = None
         if element.category == "Table":
             rows = _table_rows(element)
             header, body = (rows[0], rows[1:]) if len(rows) > 1 else (None, rows)
@@ -169,7 +175,13 @@ def _sections(elements: list[Element]) -> list[_Section]:
             current = _Section("text", element.headings, element.page, element.sheet, [])
             sections.append(current)
         current.units.extend(_sentences(element.text))
+    if orphan is not None:
+        sections.append(_orphan_section(orphan))
     return [section for section in sections if section.units]
+
+
+def _orphan_section(title: Element) -> _Section:
+    return _Section("text", title.headings, title.page, title.sheet, [title.text])
 
 
 def _sentences(text: str) -> list[str]:

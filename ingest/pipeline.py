@@ -118,8 +118,6 @@ class IngestPipeline:
         self.embedder = embedder or Embedder(settings.embedding)
         self.chunker = Chunker(settings.chunking, HFTokenCounter(self.embedder.model_path))
         self.progress = progress or NullProgress()
-        # Group documents until this many chunks are waiting, then embed + commit together.
-        self.flush_chunks = max(4 * settings.embedding.batch_size, 256)
 
     def run(self, paths: Sequence[str | Path], force: bool = False) -> IngestReport:
         started = time.perf_counter()
@@ -144,7 +142,7 @@ class IngestPipeline:
                                                      detail="no chunks after cleaning"))
                     continue
                 pending.append((document, chunks))
-                if sum(len(c) for _, c in pending) >= self.flush_chunks:
+                if sum(len(c) for _, c in pending) >= self.settings.pipeline.commit_chunks:
                     self._embed_and_write(pending, report)
                     pending = []
             self._embed_and_write(pending, report)

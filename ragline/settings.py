@@ -73,6 +73,12 @@ class IndexSettings(BaseModel):
     use_gpu: Literal["auto", "never"] = "auto"
 
 
+class PipelineSettings(BaseModel):
+    # Documents are embedded and committed in groups of about this many chunks: one
+    # transaction per group, so a crash loses at most the group in flight.
+    commit_chunks: int = Field(default=256, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGLINE_",
@@ -85,6 +91,7 @@ class Settings(BaseSettings):
     chunking: ChunkingSettings = ChunkingSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     index: IndexSettings = IndexSettings()
+    pipeline: PipelineSettings = PipelineSettings()
 
     @classmethod
     def settings_customise_sources(

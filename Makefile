@@ -1,0 +1,21 @@
+# The two entry points README.md gives a fresh machine.
+export HF_HUB_OFFLINE := 1
+export DO_NOT_TRACK := 1
+export UNSTRUCTURED_DISABLE_NOTICE := 1
+VENV := .venv/bin
+
+.PHONY: setup demo test lint
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/ragline ingest samples --collection demo
+	$(VENV)/ragline collections
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/mypy
+
+test: setup lint
+	$(VENV)/pytest -q

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh Debian machine with Python 3.11: system packages for
+# document parsing, then a virtualenv in .venv with the CPU stack. No GPU, no model hub.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(libmagic1 tesseract-ocr tesseract-ocr-eng poppler-utils
+              libreoffice-writer-nogui libreoffice-impress-nogui)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch==2.13.0 is pinned in the same install so nothing drags in a CUDA build.
+.venv/bin/python -m pip install -q -e ".[cpu,dev]"
+# CUDA builds of these, pulled in transitively, break imports next to the CPU torch.
+.venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+echo "setup done: $(.venv/bin/python -c 'import torch, faiss; print("torch", torch.__version__, "faiss", faiss.__version__)')"

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from ingest.embed import Embedder  # noqa: E402
+from ragline.settings import Settings, load_settings  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("RAGLINE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared evaluation data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def example_docs(shared_data: Path) -> Path:
+    return shared_data / "example-docs"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(storage={"data_dir": tmp_path / "var"})
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder(load_settings().embedding)
