@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.collection import Collection, CollectionError, CollectionNotFound
+from ingest.docstore import DocumentWrite
+from ingest.index import FLAT, IVF
+from ingest.types import Chunk
+from ragline.settings import IndexSettings
+
+DIM = 16
+CONFIG = {"embedding_model": "test", "dimension": DIM, "chunk_size": 64, "chunk_overlap": 0}
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _write(source: str, n: int, rng: np.random.Generator, tag: str = "") -> DocumentWrite:
+    chunks = [
+        Chunk(f"{source} {tag} chunk {i}", source, i, 4, f"{source}{tag}{i}", "text") for i in range(n)
+    ]
+    return DocumentWrite(source, f"hash-{source}-{tag}", "TXT", 10, chunks, _unit(rng, n))
+
+
+def _open(tmp_path: Path, settings: IndexSettings | None = None) -> Collection:
+    store = Collection.open(tmp_path, "c1", settings or IndexSettings(), create=True)
+    store.ensure_config(CONFIG)
+    return store
+
+
+def _assert_consistent(store: Collection) -> None:
+    ids = {c.chunk_id for c in store.docstore.iter_chunks()}
+    assert store.index.ntotal == len(ids)
+    vectors = {i: v for batch_ids, batch in store.docstore.iter_vectors(DIM) for i, v in zip(batch_ids, batch, strict=True)}
+    for chunk_id, vector in list(vectors.items())[:20]:
+        _, hits = store.index.search(vector[None, :], 1)
+        assert hits[0][0] == chunk_id
+
+
+def test_write_search_replace_delete(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    store = _open(tmp_path)
+    store.write_documents([_write("a", 5, rng), _write("b", 3, rng)])
+    _assert_consistent(store)
+    old_ids = {c.chunk_id for c in store.docstore.iter_chunks() if c.source == "a"}
+
+    store.write_documents([_write("a", 2, rng, tag="v2")])  # re-ingest of a changed file
+    new_a = [c for c in store.docstore.iter_chunks() if c.source == "a"]
+    assert len(new_a) == 2 and all("v2" in c.text for c in new_a)
+    assert not old_ids & {c.chunk_id for c in new_a}, "chunk ids are never reused"
+    _assert_consistent(store)
+
+    assert store.delete_documents(["b", "missing"]) == ["b"]
+    assert store.docstore.counts() == (1, 2)
+    _assert_consistent(store)
+
+
+def test_index_survives_reopen_and_stale_index_is_rebuilt(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    store = _open(tmp_path)
+    store.write_documents([_write("a", 4, rng)])
+    store.flush()
+    generation = store.generation
+    # Simulate a crash after the docstore commit but before the index save.
+    store.write_documents([_write("b", 3, rng)])
+    store.close()
+    manifest = json.loads((tmp_path / "c1" / Collection.MANIFEST).read_text())
+    assert manifest["generation"] == generation
+
+    reopened = Collection.open(tmp_path, "c1", IndexSettings())
+    assert reopened.generation == generation + 1
+    _assert_consistent(reopened)
+    assert reopened.index.ntotal == 7
+
+
+def test_large_collection_switches_to_ivf(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    store = _open(tmp_path, IndexSettings(flat_max_vectors=100, ivf_nprobe=64))
+    store.write_documents([_write(f"d{i}", 50, rng) for i in range(4)])
+    assert store.index.kind == FLAT
+    store.flush()
+    assert store.index.kind == IVF
+    _assert_consistent(store)
+    store.delete_documents(["d0"])
+    _assert_consistent(store)
+
+
+def test_config_mismatch_and_bad_names_are_refused(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    with pytest.raises(CollectionError, match="different settings"):
+        store.ensure_config({**CONFIG, "chunk_size": 128})
+    with pytest.raises(CollectionError, match="invalid collection name"):
+        Collection.open(tmp_path, "../escape", IndexSettings(), create=True)
+    with pytest.raises(CollectionNotFound):
+        Collection.open(tmp_path, "nope", IndexSettings())
+
+
+def test_drop_removes_the_collection(tmp_path: Path) -> None:
+    store = _open(tmp_path)
+    store.close()
+    assert Collection.names(tmp_path) == ["c1"]
+    Collection.drop(tmp_path, "c1")
+    assert Collection.names(tmp_path) == []
