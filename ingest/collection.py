@@ -70,7 +70,9 @@ class Collection:
     # -- lifecycle -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, root: Path, name: str, settings: IndexSettings, create: bool = False) -> Collection:
+    def open(
+        cls, root: Path, name: str, settings: IndexSettings, create: bool = False
+    ) -> Collection:
         path = root / validate_name(name)
         if not (path / cls.DOCSTORE).exists():
             if not create:
@@ -216,7 +218,11 @@ class Collection:
         config = self.config or {}
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         manifest_path = self.path / self.MANIFEST
-        kind = json.loads(manifest_path.read_text()).get("kind", FLAT) if manifest_path.exists() else FLAT
+        kind = (
+            json.loads(manifest_path.read_text()).get("kind", FLAT)
+            if manifest_path.exists()
+            else FLAT
+        )
         return CollectionInfo(
             name=self.name,
             documents=docs,

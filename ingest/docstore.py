@@ -52,6 +52,12 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 """
 
 
+_CHUNK_SELECT = (
+    "SELECT chunk_id, doc_id, source, position, text, category, page, sheet, headings,"
+    " token_count, chunks.content_hash, table_html FROM chunks JOIN documents USING (doc_id)"
+)
+
+
 @dataclass(slots=True, frozen=True)
 class DocumentRecord:
     doc_id: int
@@ -128,9 +134,7 @@ class DocStore:
     # -- documents ----------------------------------------------------------------------
 
     def document(self, source: str) -> DocumentRecord | None:
-        row = self.conn.execute(
-            "SELECT * FROM documents WHERE source = ?", (source,)
-        ).fetchone()
+        row = self.conn.execute("SELECT * FROM documents WHERE source = ?", (source,)).fetchone()
         return None if row is None else DocumentRecord(*row)
 
     def document_with_hash(self, content_hash: str) -> DocumentRecord | None:
@@ -218,7 +222,9 @@ class DocStore:
 
     # -- reads --------------------------------------------------------------------------
 
-    def iter_vectors(self, dim: int, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self, dim: int, batch: int = 10_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (ids, vectors) in chunk-id order, in batches: the input for an index rebuild."""
         last = -1
         while True:
@@ -238,19 +244,13 @@ class DocStore:
             return {}
         marks = ",".join("?" * len(chunk_ids))
         rows = self.conn.execute(
-            "SELECT chunk_id, doc_id, source, position, text, category, page, sheet, headings,"
-            " token_count, chunks.content_hash, table_html FROM chunks JOIN documents USING (doc_id)"
-            f" WHERE chunk_id IN ({marks})",
+            f"{_CHUNK_SELECT} WHERE chunk_id IN ({marks})",
             [int(i) for i in chunk_ids],
         ).fetchall()
         return {row[0]: _stored_chunk(row) for row in rows}
 
     def iter_chunks(self) -> Iterator[StoredChunk]:
-        cursor = self.conn.execute(
-            "SELECT chunk_id, doc_id, source, position, text, category, page, sheet, headings,"
-            " token_count, chunks.content_hash, table_html FROM chunks JOIN documents USING (doc_id)"
-            " ORDER BY chunk_id"
-        )
+        cursor = self.conn.execute(f"{_CHUNK_SELECT} ORDER BY chunk_id")
         for row in cursor:
             yield _stored_chunk(row)
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ragline.settings import EmbeddingSettings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -43,7 +47,7 @@ class Embedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     @cached_property
-    def model(self):  # type: ignore[no-untyped-def]
+    def model(self) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(self.model_path, device=pick_device(self.settings.device))
@@ -56,10 +60,6 @@ class Embedder:
         dim = self.model.get_embedding_dimension()
         assert dim is not None
         return int(dim)
-
-    @property
-    def max_seq_length(self) -> int:
-        return int(self.model.max_seq_length)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -44,7 +44,9 @@ class VectorIndex:
         return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), FLAT, settings)
 
     @classmethod
-    def build(cls, dim: int, ids: np.ndarray, vectors: np.ndarray, settings: IndexSettings) -> VectorIndex:
+    def build(
+        cls, dim: int, ids: np.ndarray, vectors: np.ndarray, settings: IndexSettings
+    ) -> VectorIndex:
         """A fresh index over all vectors, choosing flat or IVF by size."""
         n = len(ids)
         if n <= settings.flat_max_vectors:
@@ -54,7 +56,9 @@ class VectorIndex:
         nlist = ivf_list_count(n)
         quantizer = faiss.IndexFlatIP(dim)
         ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[np.random.default_rng(0).choice(n, size=min(n, nlist * 256), replace=False)]
+        sample = vectors[
+            np.random.default_rng(0).choice(n, size=min(n, nlist * 256), replace=False)
+        ]
         ivf.train(np.ascontiguousarray(sample))
         ivf.add_with_ids(np.ascontiguousarray(vectors), np.ascontiguousarray(ids, dtype=np.int64))
         return cls(ivf, IVF, settings)
@@ -78,7 +82,8 @@ class VectorIndex:
     def remove(self, ids: list[int]) -> int:
         if not ids:
             return 0
-        removed = int(self.index.remove_ids(np.asarray(ids, dtype=np.int64)))
+        selector = faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64))
+        removed = int(self.index.remove_ids(selector))
         self._gpu_stale = True
         return removed
 

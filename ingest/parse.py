@@ -84,7 +84,9 @@ def _check_size(size_bytes: int, settings: ParsingSettings) -> None:
         raise ValueError("empty file (0 bytes)")
     limit = settings.max_file_mb * 1024 * 1024
     if size_bytes > limit:
-        raise ValueError(f"file too large ({size_bytes / 2**20:.1f} MiB > {settings.max_file_mb} MiB)")
+        raise ValueError(
+            f"file too large ({size_bytes / 2**20:.1f} MiB > {settings.max_file_mb} MiB)"
+        )
 
 
 def _partition(path: Path, file_type: str, settings: ParsingSettings) -> list[Element]:
@@ -109,7 +111,12 @@ def _partition(path: Path, file_type: str, settings: ParsingSettings) -> list[El
         raw = partition(filename=str(path), process_attachments=False, **kwargs)
     elements = list(convert_elements(raw))
     no_text = not any(element.text.strip() for element in elements)
-    if no_text and file_type == "PDF" and settings.ocr_fallback and settings.pdf_strategy != "ocr_only":
+    if (
+        no_text
+        and file_type == "PDF"
+        and settings.ocr_fallback
+        and settings.pdf_strategy != "ocr_only"
+    ):
         # A scanned PDF has no text layer: OCR it with tesseract.
         raw = partition(filename=str(path), strategy="ocr_only", languages=languages)
         elements = list(convert_elements(raw))

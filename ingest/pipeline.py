@@ -131,15 +131,27 @@ class IngestPipeline:
             for document in parse_files(to_parse, self.settings.parsing):
                 report.parse_seconds += document.parse_seconds
                 if not document.ok:
-                    self._record(report, FileOutcome(document.source, Status.FAILED,
-                                                     file_type=document.file_type,
-                                                     detail=document.error or ""))
+                    self._record(
+                        report,
+                        FileOutcome(
+                            document.source,
+                            Status.FAILED,
+                            file_type=document.file_type,
+                            detail=document.error or "",
+                        ),
+                    )
                     continue
                 chunks = self.chunker.run(document)
                 if not chunks:
-                    self._record(report, FileOutcome(document.source, Status.FAILED,
-                                                     file_type=document.file_type,
-                                                     detail="no chunks after cleaning"))
+                    self._record(
+                        report,
+                        FileOutcome(
+                            document.source,
+                            Status.FAILED,
+                            file_type=document.file_type,
+                            detail="no chunks after cleaning",
+                        ),
+                    )
                     continue
                 pending.append((document, chunks))
                 if sum(len(c) for _, c in pending) >= self.settings.pipeline.commit_chunks:
@@ -160,19 +172,24 @@ class IngestPipeline:
             try:
                 digest = file_sha256(path)
             except OSError as exc:
-                self._record(report, FileOutcome(source, Status.FAILED, detail=f"unreadable: {exc}"))
+                self._record(
+                    report, FileOutcome(source, Status.FAILED, detail=f"unreadable: {exc}")
+                )
                 continue
             record = self.collection.docstore.document(source)
             if record is not None and record.content_hash == digest and not force:
-                self._record(report, FileOutcome(source, Status.UNCHANGED, record.n_chunks,
-                                                 record.file_type))
+                self._record(
+                    report, FileOutcome(source, Status.UNCHANGED, record.n_chunks, record.file_type)
+                )
                 continue
             twin = self.collection.docstore.document_with_hash(digest)
             twin_source = twin.source if twin is not None and twin.source != source else None
             twin_source = twin_source or claimed.get(digest)
             if twin_source is not None and record is None:
-                self._record(report, FileOutcome(source, Status.DUPLICATE,
-                                                 detail=f"same content as {twin_source}"))
+                self._record(
+                    report,
+                    FileOutcome(source, Status.DUPLICATE, detail=f"same content as {twin_source}"),
+                )
                 continue
             claimed.setdefault(digest, source)
             to_parse.append(path)
@@ -209,7 +226,9 @@ class IngestPipeline:
         self.collection.write_documents(writes)
         for write in writes:
             status = Status.UPDATED if write.source in existing else Status.INGESTED
-            self._record(report, FileOutcome(write.source, status, len(write.chunks), write.file_type))
+            self._record(
+                report, FileOutcome(write.source, status, len(write.chunks), write.file_type)
+            )
 
     def _record(self, report: IngestReport, outcome: FileOutcome) -> None:
         report.outcomes.append(outcome)

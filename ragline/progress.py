@@ -42,7 +42,10 @@ class RichIngestProgress:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.progress.stop()
 
@@ -63,9 +66,7 @@ class RichIngestProgress:
         self.embedded_total += n_chunks
         self.embed_seconds += seconds
         rate = self.embedded_total / self.embed_seconds if self.embed_seconds else 0.0
-        self.progress.update(
-            self.chunks, completed=self.embedded_total, rate=f"{rate:.1f} emb/s"
-        )
+        self.progress.update(self.chunks, completed=self.embedded_total, rate=f"{rate:.1f} emb/s")
 
 
 def render_report(console: Console, report: IngestReport) -> None:

@@ -41,7 +41,7 @@ class ParsingSettings(BaseModel):
     ocr_fallback: bool = True  # OCR a PDF or image when it has no text layer
     ocr_languages: str = "eng"
     workers: int = Field(default=2, ge=1)
-    file_timeout_s: float = Field(default=180.0, gt=0)
+    file_timeout_s: float = Field(default=600.0, gt=0)
     max_file_mb: float = Field(default=100.0, gt=0)
 
 

@@ -10,8 +10,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ingest.embed import Embedder  # noqa: E402
-from ragline.settings import Settings, load_settings  # noqa: E402
+from ingest.embed import Embedder
+from ragline.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RAGLINE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ingest.chunk import Chunker
@@ -19,7 +21,9 @@ def _doc(elements: list[Element]) -> ParsedDocument:
 
 
 def _prose(n: int) -> str:
-    return " ".join(f"Sentence number {i} talks about topic {i % 7} in some detail." for i in range(n))
+    return " ".join(
+        f"Sentence number {i} talks about topic {i % 7} in some detail." for i in range(n)
+    )
 
 
 def test_chunks_respect_token_budget_and_overlap(tokens: HFTokenCounter) -> None:
@@ -28,7 +32,7 @@ def test_chunks_respect_token_budget_and_overlap(tokens: HFTokenCounter) -> None
     assert len(chunks) > 5
     assert all(c.token_count <= 64 for c in chunks)
     assert [c.position for c in chunks] == list(range(len(chunks)))
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in itertools.pairwise(chunks):
         last_sentence = previous.text.split(". ")[-1]
         assert last_sentence in current.text, "consecutive chunks share trailing sentences"
     # Without overlap nothing is repeated.

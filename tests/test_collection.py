@@ -23,7 +23,8 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def _write(source: str, n: int, rng: np.random.Generator, tag: str = "") -> DocumentWrite:
     chunks = [
-        Chunk(f"{source} {tag} chunk {i}", source, i, 4, f"{source}{tag}{i}", "text") for i in range(n)
+        Chunk(f"{source} {tag} chunk {i}", source, i, 4, f"{source}{tag}{i}", "text")
+        for i in range(n)
     ]
     return DocumentWrite(source, f"hash-{source}-{tag}", "TXT", 10, chunks, _unit(rng, n))
 
@@ -37,7 +38,11 @@ def _open(tmp_path: Path, settings: IndexSettings | None = None) -> Collection:
 def _assert_consistent(store: Collection) -> None:
     ids = {c.chunk_id for c in store.docstore.iter_chunks()}
     assert store.index.ntotal == len(ids)
-    vectors = {i: v for batch_ids, batch in store.docstore.iter_vectors(DIM) for i, v in zip(batch_ids, batch, strict=True)}
+    vectors = {
+        i: v
+        for batch_ids, batch in store.docstore.iter_vectors(DIM)
+        for i, v in zip(batch_ids, batch, strict=True)
+    }
     for chunk_id, vector in list(vectors.items())[:20]:
         _, hits = store.index.search(vector[None, :], 1)
         assert hits[0][0] == chunk_id

@@ -67,8 +67,12 @@ def test_ingest_reingest_update_delete(
     (docs / "fake-text.txt").write_text("A completely new text about tidal energy in Norway.\n")
     shutil.copy(docs / "simple-table.md", docs / "copy-of-table.md")
     updated = pipeline.run([docs])
-    assert [Path(o.source).name for o in updated.outcomes if o.status == Status.UPDATED] == ["fake-text.txt"]
-    assert [Path(o.source).name for o in updated.outcomes if o.status == Status.DUPLICATE] == ["copy-of-table.md"]
+    assert [Path(o.source).name for o in updated.outcomes if o.status == Status.UPDATED] == [
+        "fake-text.txt"
+    ]
+    assert [Path(o.source).name for o in updated.outcomes if o.status == Status.DUPLICATE] == [
+        "copy-of-table.md"
+    ]
     texts = [c.text for c in store.docstore.iter_chunks() if c.source.endswith("fake-text.txt")]
     assert texts == ["A completely new text about tidal energy in Norway."]
     _consistency(store)
@@ -79,7 +83,9 @@ def test_ingest_reingest_update_delete(
 
     # The nearest chunk to a query about the new text is that text.
     _, ids = store.index.search(embedder.encode(["tidal energy in Norway"]), 1)
-    assert store.docstore.chunks_by_id([int(ids[0][0])])[int(ids[0][0])].source.endswith("fake-text.txt")
+    assert store.docstore.chunks_by_id([int(ids[0][0])])[int(ids[0][0])].source.endswith(
+        "fake-text.txt"
+    )
 
 
 def test_cli_ingest_collections_delete(example_docs: Path, tmp_path: Path) -> None:
@@ -123,7 +129,17 @@ KILL_SET = [
 
 
 def _ingest_cmd(docs: Path, collection: str) -> list[str]:
-    return [sys.executable, "-m", "ragline.cli", "ingest", str(docs), "-c", collection, "--workers", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "ragline.cli",
+        "ingest",
+        str(docs),
+        "-c",
+        collection,
+        "--workers",
+        "1",
+    ]
 
 
 def _counts(db: Path) -> tuple[int, int]:
@@ -147,14 +163,20 @@ def test_kill_9_mid_ingest_then_rerun_matches_clean_run(
     env = {
         **os.environ,
         "RAGLINE_STORAGE__DATA_DIR": str(tmp_path / "var"),
-        "RAGLINE_PIPELINE__COMMIT_CHUNKS": "8",  # many small commits, so the kill lands between some
+        # Many small commits, so that the kill lands between some of them.
+        "RAGLINE_PIPELINE__COMMIT_CHUNKS": "8",
     }
-    subprocess.run(_ingest_cmd(docs, "clean"), env=env, check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        _ingest_cmd(docs, "clean"), env=env, check=True, capture_output=True, timeout=900
+    )
 
     db = tmp_path / "var" / "collections" / "killed" / Collection.DOCSTORE
     process = subprocess.Popen(
-        _ingest_cmd(docs, "killed"), env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
+        _ingest_cmd(docs, "killed"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 600
     while _counts(db)[0] < 3 and process.poll() is None and time.monotonic() < deadline:
@@ -164,7 +186,9 @@ def test_kill_9_mid_ingest_then_rerun_matches_clean_run(
     partial_docs, _ = _counts(db)
     assert 0 < partial_docs < len(KILL_SET), "the kill must land mid-ingest"
 
-    subprocess.run(_ingest_cmd(docs, "killed"), env=env, check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        _ingest_cmd(docs, "killed"), env=env, check=True, capture_output=True, timeout=900
+    )
     root = tmp_path / "var" / "collections"
     clean = Collection.open(root, "clean", settings.index)
     killed = Collection.open(root, "killed", settings.index)

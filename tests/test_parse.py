@@ -34,8 +34,14 @@ def test_image_is_read_with_ocr(example_docs: Path) -> None:
     assert len(" ".join(e.text for e in document.elements)) > 1000
 
 
-@pytest.mark.parametrize("name", ["docx-tables.docx", "2023-half-year-analyses-by-segment.xlsx",
-                                  "example-steelJIS-datasheet.html"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "docx-tables.docx",
+        "2023-half-year-analyses-by-segment.xlsx",
+        "example-steelJIS-datasheet.html",
+    ],
+)
 def test_tables_keep_their_html_structure(example_docs: Path, name: str) -> None:
     document = parse_file(example_docs / name, SETTINGS)
     tables = [e for e in document.elements if e.category == "Table"]

@@ -1,0 +1,86 @@
+"""Ingest every file of the shared example-docs corpus: content out, or a clear reason."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingest.collection import Collection
+from ingest.embed import Embedder
+from ingest.pipeline import IngestPipeline, IngestReport, Status
+from ragline.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ingested(
+    example_docs: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> tuple[IngestReport, Collection, Path]:
+    root = tmp_path_factory.mktemp("example")
+    corpus = root / "example-docs"
+    shutil.copytree(example_docs, corpus)
+    settings = Settings(storage={"data_dir": root / "var"}, parsing={"file_timeout_s": 900})
+    store = Collection.open(
+        settings.storage.collections_dir, "examples", settings.index, create=True
+    )
+    report = IngestPipeline(settings, store, embedder=embedder).run([corpus])
+    return report, store, corpus
+
+
+def test_every_file_yields_chunks_or_a_reason(
+    ingested: tuple[IngestReport, Collection, Path],
+) -> None:
+    report, store, corpus = ingested
+    all_files = {p.resolve() for p in corpus.rglob("*") if p.is_file()}
+    assert {Path(o.source) for o in report.outcomes} == all_files
+    for outcome in report.outcomes:
+        if outcome.status == Status.FAILED:
+            assert outcome.detail, f"{outcome.source} failed without a reason"
+        elif outcome.status in (Status.INGESTED, Status.UPDATED):
+            assert outcome.chunks > 0
+    ingested_count = report.count(Status.INGESTED)
+    assert ingested_count >= 0.85 * len(all_files), [o.detail for o in report.failures]
+    docs, chunks = store.docstore.counts()
+    assert docs == ingested_count and store.index.ntotal == chunks
+
+
+def test_pdfs_with_text_yield_text(ingested: tuple[IngestReport, Collection, Path]) -> None:
+    report, store, _ = ingested
+    pdfs = [o for o in report.outcomes if o.source.endswith(".pdf")]
+    failed = {Path(o.source).name: o.detail for o in pdfs if o.status == Status.FAILED}
+    # Only the deliberately broken or password-protected PDFs may fail.
+    assert set(failed) <= {
+        "password.pdf",
+        "failure-after-repair.pdf",
+        "invalid-pdf-structure-pdfminer-one-page.pdf",
+    }, failed
+    by_source: dict[str, int] = {}
+    for chunk in store.docstore.iter_chunks():
+        if chunk.source.endswith(".pdf"):
+            by_source[chunk.source] = by_source.get(chunk.source, 0) + len(chunk.text)
+    assert len(by_source) >= len(pdfs) - len(failed)
+    assert all(chars > 20 for chars in by_source.values())
+
+
+def test_tables_keep_structure(ingested: tuple[IngestReport, Collection, Path]) -> None:
+    _, store, _ = ingested
+    tables: dict[str, int] = {}
+    for chunk in store.docstore.iter_chunks():
+        if chunk.category == "table":
+            assert chunk.table_html and chunk.table_html.startswith("<table>")
+            assert chunk.text.splitlines()[-1].startswith("| ")
+            suffix = Path(chunk.source).suffix
+            tables[suffix] = tables.get(suffix, 0) + 1
+    assert {".docx", ".xlsx", ".html"} <= set(tables), tables
+
+
+def test_metadata_is_kept(ingested: tuple[IngestReport, Collection, Path]) -> None:
+    _, store, _ = ingested
+    chunks = list(store.docstore.iter_chunks())
+    assert any(c.page and c.page > 1 for c in chunks if c.source.endswith(".pdf"))
+    assert any(c.sheet for c in chunks if c.source.endswith(".xlsx"))
+    assert any(c.headings for c in chunks if c.source.endswith(".html"))
+    assert all(len(c.content_hash) == 64 for c in chunks)
