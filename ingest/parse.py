@@ -22,6 +22,8 @@ from ragline.settings import ParsingSettings
 _DROPPED_CATEGORIES = frozenset({"Header", "Footer", "PageNumber", "PageBreak", "Image"})
 _OCR_TYPES = frozenset({"PDF", "JPG", "PNG", "TIFF", "BMP", "HEIC", "WEBP"})
 _EMAIL_TYPES = frozenset({"EML", "MSG"})
+_DELIMITED_TYPES = frozenset({"CSV", "TSV"})
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 _READ_CHUNK = 1 << 20
 
 
@@ -102,13 +104,23 @@ def _partition(path: Path, file_type: str, settings: ParsingSettings) -> list[El
         kwargs["strategy"] = settings.pdf_strategy
     elif file_type in _OCR_TYPES:
         kwargs["strategy"] = "ocr_only"  # hi_res needs hub layout models
+    if file_type == "PDF" and _pdf_is_encrypted(path):
+        raise ValueError("encrypted or password-protected PDF")
+    if file_type in _DELIMITED_TYPES and (encoding := _bom_encoding(path)):
+        kwargs["encoding"] = encoding  # the CSV reader assumes UTF-8 and ignores BOMs
     try:
         raw = partition(filename=str(path), **kwargs)
     except Exception:
-        if file_type not in _EMAIL_TYPES:
+        if file_type in _EMAIL_TYPES:
+            # An attachment we cannot parse (audio, say) must not cost us the message body.
+            raw = partition(filename=str(path), process_attachments=False, **kwargs)
+        elif file_type in _DELIMITED_TYPES:
+            # Ragged rows defeat the table reader; the text is still worth indexing.
+            from unstructured.partition.text import partition_text
+
+            raw = partition_text(filename=str(path), encoding=kwargs.get("encoding"))
+        else:
             raise
-        # An attachment we cannot parse (audio, say) must not cost us the message body.
-        raw = partition(filename=str(path), process_attachments=False, **kwargs)
     elements = list(convert_elements(raw))
     no_text = not any(element.text.strip() for element in elements)
     if (
@@ -121,6 +133,24 @@ def _partition(path: Path, file_type: str, settings: ParsingSettings) -> list[El
         raw = partition(filename=str(path), strategy="ocr_only", languages=languages)
         elements = list(convert_elements(raw))
     return elements
+
+
+def _pdf_is_encrypted(path: Path) -> bool:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        # An owner-password-only PDF opens with the empty user password: still readable.
+        return bool(reader.is_encrypted) and not reader.decrypt("")
+    except (PdfReadError, ValueError, OSError):
+        return False  # let the parser report what is wrong with it
+
+
+def _bom_encoding(path: Path) -> str | None:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return next((encoding for bom, encoding in _BOMS if head.startswith(bom)), None)
 
 
 def convert_elements(raw_elements: Iterable[Any]) -> Iterable[Element]:

@@ -95,3 +95,15 @@ def test_oversized_file_is_refused(example_docs: Path, tmp_path: Path) -> None:
     shutil.copy(example_docs / "book-war-and-peace-1p.txt", big)
     document = parse_file(big, ParsingSettings(max_file_mb=0.001))
     assert document.error is not None and "too large" in document.error
+
+
+def test_password_pdf_is_reported_as_encrypted(example_docs: Path) -> None:
+    document = parse_file(example_docs / "pdf" / "password.pdf", SETTINGS)
+    assert document.error == "encrypted or password-protected PDF"
+
+
+@pytest.mark.parametrize("name", ["stanley-cups-utf-16.csv", "single-column.csv"])
+def test_awkward_csvs_still_yield_text(example_docs: Path, name: str) -> None:
+    document = parse_file(example_docs / name, SETTINGS)
+    assert document.ok, document.error
+    assert len(" ".join(e.text for e in document.elements)) > 20
