@@ -128,35 +128,22 @@ class IngestPipeline:
             self.collection.ensure_config(collection_config(self.settings, self.embedder))
             to_parse = self._skip_known(files, report, force)
             pending: list[tuple[ParsedDocument, list[Chunk]]] = []
+            pending_chunks = 0
             for document in parse_files(to_parse, self.settings.parsing):
                 report.parse_seconds += document.parse_seconds
-                if not document.ok:
-                    self._record(
-                        report,
-                        FileOutcome(
-                            document.source,
-                            Status.FAILED,
-                            file_type=document.file_type,
-                            detail=document.error or "",
-                        ),
-                    )
-                    continue
-                chunks = self.chunker.run(document)
+                chunks = self.chunker.run(document) if document.ok else []
                 if not chunks:
-                    self._record(
-                        report,
-                        FileOutcome(
-                            document.source,
-                            Status.FAILED,
-                            file_type=document.file_type,
-                            detail="no chunks after cleaning",
-                        ),
+                    reason = document.error or "no chunks after cleaning"
+                    outcome = FileOutcome(
+                        document.source, Status.FAILED, file_type=document.file_type, detail=reason
                     )
+                    self._record(report, outcome)
                     continue
                 pending.append((document, chunks))
-                if sum(len(c) for _, c in pending) >= self.settings.pipeline.commit_chunks:
+                pending_chunks += len(chunks)
+                if pending_chunks >= self.settings.pipeline.commit_chunks:
                     self._embed_and_write(pending, report)
-                    pending = []
+                    pending, pending_chunks = [], 0
             self._embed_and_write(pending, report)
             self.collection.flush()
         report.seconds = time.perf_counter() - started
