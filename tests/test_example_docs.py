@@ -71,7 +71,10 @@ def test_tables_keep_structure(ingested: tuple[IngestReport, Collection, Path]) 
     for chunk in store.docstore.iter_chunks():
         if chunk.category == "table":
             assert chunk.table_html and chunk.table_html.startswith("<table>")
-            assert chunk.text.splitlines()[-1].startswith("| ")
+            lines = chunk.text.splitlines()[2 if chunk.headings else 0 :]
+            partial = [line for line in lines if not (line.startswith("| ") and line.endswith(" |"))]
+            # Rows are whole; only a single row longer than the budget is cut into windows.
+            assert len(partial) <= 1, chunk.text
             suffix = Path(chunk.source).suffix
             tables[suffix] = tables.get(suffix, 0) + 1
     assert {".docx", ".xlsx", ".html"} <= set(tables), tables
