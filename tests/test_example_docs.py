@@ -72,7 +72,7 @@ def test_tables_keep_structure(ingested: tuple[IngestReport, Collection, Path]) 
         if chunk.category == "table":
             assert chunk.table_html and chunk.table_html.startswith("<table>")
             lines = chunk.text.splitlines()[2 if chunk.headings else 0 :]
-            partial = [line for line in lines if not (line.startswith("| ") and line.endswith(" |"))]
+            partial = [ln for ln in lines if not (ln.startswith("| ") and ln.endswith(" |"))]
             # Rows are whole; only a single row longer than the budget is cut into windows.
             assert len(partial) <= 1, chunk.text
             suffix = Path(chunk.source).suffix
