@@ -79,6 +79,43 @@ class PipelineSettings(BaseModel):
     commit_chunks: int = Field(default=256, ge=1)
 
 
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(default=5, ge=1, le=200)  # passages returned
+    dense_k: int = Field(default=50, ge=1, le=1000)  # candidates from FAISS
+    bm25_k: int = Field(default=50, ge=0, le=1000)  # candidates from BM25 (0 = dense only)
+    rrf_k: int = Field(default=60, ge=1)  # reciprocal rank fusion constant
+    dense_weight: float = Field(default=1.0, ge=0)
+    bm25_weight: float = Field(default=1.0, ge=0)
+    query_cache_size: int = Field(default=4096, ge=0)  # query embeddings kept in memory
+
+
+class RerankSettings(BaseModel):
+    enabled: bool = True
+    # "builtin:minilm-scifact" is the cross-encoder `ragline reranker train` fine-tunes
+    # from the shipped MiniLM (kept under <data_dir>/models/); anything else is a Hugging
+    # Face cross-encoder name or a local path.
+    model: str = "builtin:minilm-scifact"
+    depth: int = Field(default=20, ge=1, le=500)  # candidates rescored
+    batch_size: int = Field(default=32, ge=1)
+    max_length: int = Field(default=256, ge=16)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class CompressionSettings(BaseModel):
+    enabled: bool = True
+    token_budget: int = Field(default=1024, ge=32)  # context tokens handed to generation
+    min_relevance: float = 0.2  # cosine below this drops a sentence
+    redundancy_threshold: float = 0.92  # cosine above this marks a sentence as a repeat
+
+
+class CacheSettings(BaseModel):
+    # Redis when redis_url is set (REDIS_URL or RAGLINE_CACHE__REDIS_URL), in-process otherwise.
+    redis_url: str | None = None
+    max_entries: int = Field(default=10_000, ge=1)  # in-process LRU size
+    ttl_s: int = Field(default=3600, ge=1)
+    prefetch: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGLINE_",
@@ -92,6 +129,20 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     index: IndexSettings = IndexSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    rerank: RerankSettings = RerankSettings()
+    compression: CompressionSettings = CompressionSettings()
+    cache: CacheSettings = CacheSettings()
+
+    @model_validator(mode="after")
+    def _redis_from_environment(self) -> Settings:
+        if self.cache.redis_url is None and os.environ.get("REDIS_URL"):
+            self.cache.redis_url = os.environ["REDIS_URL"]
+        return self
+
+    @property
+    def models_dir(self) -> Path:
+        return self.storage.data_dir / "models"
 
     @classmethod
     def settings_customise_sources(

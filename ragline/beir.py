@@ -1,0 +1,48 @@
+"""BEIR-format datasets (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(slots=True, frozen=True)
+class BeirDoc:
+    doc_id: str
+    title: str
+    text: str
+
+
+@dataclass(slots=True)
+class BeirDataset:
+    corpus: dict[str, BeirDoc]
+    queries: dict[str, str]  # only the queries that have judgements in the split
+    qrels: dict[str, dict[str, int]]  # query id -> doc id -> relevance
+
+
+def load_beir(root: Path, split: str = "test") -> BeirDataset:
+    corpus: dict[str, BeirDoc] = {}
+    with (root / "corpus.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                row = json.loads(line)
+                corpus[str(row["_id"])] = BeirDoc(
+                    str(row["_id"]), row.get("title", ""), row.get("text", "")
+                )
+    qrels: dict[str, dict[str, int]] = {}
+    with (root / "qrels" / f"{split}.tsv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        next(reader, None)  # header: query-id, corpus-id, score
+        for row in reader:
+            if len(row) >= 3 and row[0].strip():
+                qrels.setdefault(row[0].strip(), {})[row[1].strip()] = int(row[2])
+    queries: dict[str, str] = {}
+    with (root / "queries.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                row = json.loads(line)
+                if str(row["_id"]) in qrels:
+                    queries[str(row["_id"])] = row["text"]
+    return BeirDataset(corpus, queries, qrels)
