@@ -174,7 +174,7 @@ def _sections(elements: list[Element]) -> list[_Section]:
         ):
             current = _Section("text", element.headings, element.page, element.sheet, [])
             sections.append(current)
-        current.units.extend(_sentences(element.text))
+        current.units.extend(split_sentences(element.text))
     if orphan is not None:
         sections.append(_orphan_section(orphan))
     return [section for section in sections if section.units]
@@ -184,7 +184,7 @@ def _orphan_section(title: Element) -> _Section:
     return _Section("text", title.headings, title.page, title.sheet, [title.text])
 
 
-def _sentences(text: str) -> list[str]:
+def split_sentences(text: str) -> list[str]:
     return [piece.strip() for piece in _SENTENCE_END.split(text) if piece and piece.strip()]
 
 

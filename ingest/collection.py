@@ -65,6 +65,7 @@ class Collection:
         self.settings = settings
         self.docstore = DocStore(self.path / self.DOCSTORE)
         self._index: VectorIndex | None = None
+        self._index_generation = -1  # docstore generation the in-memory index reflects
         self._index_dirty = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -140,6 +141,14 @@ class Collection:
         config = self.config
         return int(config["dimension"]) if config and "dimension" in config else None
 
+    def refresh(self) -> bool:
+        """For readers: drop the in-memory index if another process changed the collection.
+        Returns True when it was stale."""
+        if self._index is not None and self._index_generation != self.docstore.generation:
+            self._index = None
+            return True
+        return False
+
     def _load_or_rebuild_index(self) -> VectorIndex:
         manifest_path = self.path / self.MANIFEST
         index_path = self.path / self.INDEX
@@ -147,9 +156,9 @@ class Collection:
         if manifest_path.exists() and index_path.exists():
             manifest = json.loads(manifest_path.read_text())
             if manifest.get("generation") == generation:
+                self._index_generation = generation
                 return VectorIndex.load(index_path, self.settings)
-        index = self.rebuild_index()
-        return index
+        return self.rebuild_index()
 
     def rebuild_index(self) -> VectorIndex:
         """Rebuild from the docstore's vectors and persist (flat or IVF by size)."""
@@ -167,6 +176,7 @@ class Collection:
             )
             index = VectorIndex.build(dim, ids, vectors, self.settings)
         self._index = index
+        self._index_generation = generation
         self._save_index(index, generation)
         return index
 
@@ -203,6 +213,7 @@ class Collection:
             if vectors:
                 index.add(added, np.concatenate(vectors, axis=0))
             self._index_dirty = True
+            self._index_generation = self.docstore.generation
 
     def delete_documents(self, sources: Sequence[str]) -> list[str]:
         index = self.index
@@ -210,6 +221,7 @@ class Collection:
         if found:
             index.remove(removed)
             self._index_dirty = True
+            self._index_generation = self.docstore.generation
             self.flush()
         return found
 

@@ -249,6 +249,38 @@ class DocStore:
         ).fetchall()
         return {row[0]: _stored_chunk(row) for row in rows}
 
+    def chunk_ids_where(
+        self,
+        sources: Sequence[str] = (),
+        categories: Sequence[str] = (),
+        file_types: Sequence[str] = (),
+        ingested_after: float | None = None,
+        ingested_before: float | None = None,
+    ) -> set[int]:
+        """Chunk ids passing a metadata filter; ``sources`` may hold glob patterns."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if sources:
+            clauses.append("(" + " OR ".join("source GLOB ?" for _ in sources) + ")")
+            params.extend(sources)
+        if categories:
+            clauses.append(f"category IN ({','.join('?' * len(categories))})")
+            params.extend(categories)
+        if file_types:
+            clauses.append(f"UPPER(file_type) IN ({','.join('?' * len(file_types))})")
+            params.extend(t.upper() for t in file_types)
+        if ingested_after is not None:
+            clauses.append("ingested_at >= ?")
+            params.append(ingested_after)
+        if ingested_before is not None:
+            clauses.append("ingested_at < ?")
+            params.append(ingested_before)
+        where = " AND ".join(clauses) or "1"
+        rows = self.conn.execute(
+            f"SELECT chunk_id FROM chunks JOIN documents USING (doc_id) WHERE {where}", params
+        ).fetchall()
+        return {int(row[0]) for row in rows}
+
     def iter_chunks(self) -> Iterator[StoredChunk]:
         cursor = self.conn.execute(f"{_CHUNK_SELECT} ORDER BY chunk_id")
         for row in cursor:

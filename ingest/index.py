@@ -87,12 +87,26 @@ class VectorIndex:
         self._gpu_stale = True
         return removed
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each of shape (n_queries, k); missing hits have id -1."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each of shape (n_queries, k); missing hits have id -1.
+        ``allowed`` restricts the search to those ids (a metadata filter)."""
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        scores, ids = self._searcher().search(queries, k)
-        return scores, ids
+        if allowed is None:
+            return self._searcher().search(queries, k)
+        # Selectors run on the CPU index: GPU indexes do not take them for every type.
+        selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        params: faiss.SearchParameters
+        if self.kind == IVF:
+            ivf_params = faiss.SearchParametersIVF()
+            ivf_params.nprobe = self.settings.ivf_nprobe
+            params = ivf_params
+        else:
+            params = faiss.SearchParameters()
+        params.sel = selector  # ``selector`` stays referenced until the search returns
+        return self.index.search(queries, k, params=params)
 
     def _searcher(self) -> faiss.Index:
         if not gpu_available(self.settings):

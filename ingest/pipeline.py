@@ -120,6 +120,7 @@ class IngestPipeline:
         self.progress = progress or NullProgress()
 
     def run(self, paths: Sequence[str | Path], force: bool = False) -> IngestReport:
+        """Ingest files and folders: unchanged files are skipped, the rest parsed in workers."""
         started = time.perf_counter()
         report = IngestReport(collection=self.collection.name)
         files = discover(paths)
@@ -127,27 +128,54 @@ class IngestPipeline:
         with self.collection.writer_lock():
             self.collection.ensure_config(collection_config(self.settings, self.embedder))
             to_parse = self._skip_known(files, report, force)
-            pending: list[tuple[ParsedDocument, list[Chunk]]] = []
-            pending_chunks = 0
-            for document in parse_files(to_parse, self.settings.parsing):
-                report.parse_seconds += document.parse_seconds
-                chunks = self.chunker.run(document) if document.ok else []
-                if not chunks:
-                    reason = document.error or "no chunks after cleaning"
-                    outcome = FileOutcome(
-                        document.source, Status.FAILED, file_type=document.file_type, detail=reason
-                    )
-                    self._record(report, outcome)
-                    continue
-                pending.append((document, chunks))
-                pending_chunks += len(chunks)
-                if pending_chunks >= self.settings.pipeline.commit_chunks:
-                    self._embed_and_write(pending, report)
-                    pending, pending_chunks = [], 0
-            self._embed_and_write(pending, report)
-            self.collection.flush()
+            self._chunk_embed_write(parse_files(to_parse, self.settings.parsing), report)
         report.seconds = time.perf_counter() - started
         return report
+
+    def ingest_documents(self, documents: Sequence[ParsedDocument]) -> IngestReport:
+        """Ingest already-parsed records (datasets, other loaders); same-hash records at
+        the same source are skipped."""
+        started = time.perf_counter()
+        report = IngestReport(collection=self.collection.name)
+        self.progress.start(len(documents))
+        with self.collection.writer_lock():
+            self.collection.ensure_config(collection_config(self.settings, self.embedder))
+            fresh = []
+            for document in documents:
+                record = self.collection.docstore.document(document.source)
+                if record is not None and record.content_hash == document.content_hash:
+                    self._record(
+                        report,
+                        FileOutcome(
+                            document.source, Status.UNCHANGED, record.n_chunks, record.file_type
+                        ),
+                    )
+                else:
+                    fresh.append(document)
+            self._chunk_embed_write(fresh, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _chunk_embed_write(self, documents: Iterable[ParsedDocument], report: IngestReport) -> None:
+        pending: list[tuple[ParsedDocument, list[Chunk]]] = []
+        pending_chunks = 0
+        for document in documents:
+            report.parse_seconds += document.parse_seconds
+            chunks = self.chunker.run(document) if document.ok else []
+            if not chunks:
+                reason = document.error or "no chunks after cleaning"
+                outcome = FileOutcome(
+                    document.source, Status.FAILED, file_type=document.file_type, detail=reason
+                )
+                self._record(report, outcome)
+                continue
+            pending.append((document, chunks))
+            pending_chunks += len(chunks)
+            if pending_chunks >= self.settings.pipeline.commit_chunks:
+                self._embed_and_write(pending, report)
+                pending, pending_chunks = [], 0
+        self._embed_and_write(pending, report)
+        self.collection.flush()
 
     def _skip_known(self, files: list[Path], report: IngestReport, force: bool) -> list[Path]:
         """Unchanged files (same content hash at the same source) are not parsed again;

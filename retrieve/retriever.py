@@ -1,0 +1,209 @@
+"""The query path as one component: ``Retriever.run(RetrievalRequest) -> RetrievalResult``.
+
+Stages (each timed): cache lookup → embed query → dense (FAISS) and BM25 candidates,
+restricted by metadata filters → reciprocal rank fusion → cross-collection dedup →
+cross-encoder rerank of the top ``rerank_depth`` → top-k → context compression.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict
+from typing import Any, Protocol
+
+import numpy as np
+
+from ingest.collection import Collection
+from ingest.docstore import StoredChunk
+from ingest.embed import Embedder
+from ingest.tokens import HFTokenCounter
+from ragline.settings import Settings
+from retrieve.bm25 import BM25Index
+from retrieve.cache import InProcessCache, ResultCache, cache_key
+from retrieve.compress import ContextCompressor
+from retrieve.dense import QueryEncoder, dense_search
+from retrieve.fusion import reciprocal_rank_fusion
+from retrieve.types import (
+    CompressedContext,
+    Passage,
+    RetrievalRequest,
+    RetrievalResult,
+    StageTimings,
+)
+
+
+class Reranker(Protocol):
+    def score(self, query: str, texts: list[str]) -> np.ndarray: ...
+
+
+class Retriever:
+    def __init__(
+        self,
+        settings: Settings,
+        collection: Collection,
+        embedder: Embedder,
+        reranker: Reranker | None = None,
+        cache: ResultCache | None = None,
+        query_encoder: QueryEncoder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.collection = collection
+        self.embedder = embedder
+        self.reranker = reranker
+        self.cache = cache if cache is not None else InProcessCache(settings.cache)
+        self.queries = query_encoder or QueryEncoder(embedder, settings.retrieval.query_cache_size)
+        self.compressor = ContextCompressor(
+            settings.compression, embedder, HFTokenCounter(embedder.model_path)
+        )
+        self._bm25: BM25Index | None = None
+        self._bm25_generation = -1
+        self._lock = threading.Lock()
+
+    # -- collection state ---------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        return self.collection.generation
+
+    def bm25(self) -> BM25Index:
+        """Built lazily and rebuilt when the collection's generation moves."""
+        with self._lock:
+            generation = self.collection.generation
+            if self._bm25 is None or self._bm25_generation != generation:
+                chunks = list(self.collection.docstore.iter_chunks())
+                self._bm25 = BM25Index([c.chunk_id for c in chunks], [c.text for c in chunks])
+                self._bm25_generation = generation
+            return self._bm25
+
+    # -- the query path -----------------------------------------------------------------
+
+    def run(self, request: RetrievalRequest) -> RetrievalResult:
+        timings = StageTimings()
+        self.collection.refresh()
+        generation = self.collection.generation
+        key = cache_key(self.collection.name, generation, request.query, request.cache_params())
+        with timings.measure("cache"):
+            cached = self.cache.get(key)
+        if cached is not None:
+            return _result_from_cache(request.query, cached, timings, generation)
+
+        result = self._retrieve(request, timings, generation)
+        self.cache.set(key, _result_to_cache(result))
+        return result
+
+    def _retrieve(
+        self, request: RetrievalRequest, timings: StageTimings, generation: int
+    ) -> RetrievalResult:
+        config = self.settings.retrieval
+        top_k = request.top_k or config.top_k
+        use_rerank = (
+            self.reranker is not None
+            and (request.rerank if request.rerank is not None else self.settings.rerank.enabled)
+            and (request.rerank_depth is None or request.rerank_depth > 0)
+        )
+        depth = max(request.rerank_depth or self.settings.rerank.depth, top_k)
+
+        with timings.measure("filter"):
+            allowed = self._allowed(request)
+        dense: list[tuple[int, float]] = []
+        bm25: list[tuple[int, float]] = []
+        if request.mode != "bm25":
+            with timings.measure("embed_query"):
+                query_vector = self.queries.encode(request.query)
+            with timings.measure("dense"):
+                k = max(config.dense_k, depth)
+                dense = dense_search(self.collection, query_vector, k, allowed)
+        if request.mode != "dense" and config.bm25_k > 0:
+            with timings.measure("bm25"):
+                bm25 = self.bm25().search(request.query, max(config.bm25_k, depth), allowed)
+        with timings.measure("fusion"):
+            fused = reciprocal_rank_fusion(
+                [[cid for cid, _ in dense], [cid for cid, _ in bm25]],
+                [config.dense_weight, config.bm25_weight],
+                config.rrf_k,
+            )
+            candidates = fused[: depth if use_rerank else top_k] if fused else []
+            stored = self.collection.docstore.chunks_by_id([cid for cid, _ in candidates])
+            passages = _passages(candidates, stored, dict(dense), dict(bm25))
+        if use_rerank and passages:
+            assert self.reranker is not None
+            with timings.measure("rerank"):
+                scores = self.reranker.score(request.query, [p.text for p in passages])
+                for passage, score in zip(passages, scores, strict=True):
+                    passage.rerank_score = passage.score = float(score)
+                passages.sort(key=lambda p: -p.score)
+        passages = passages[:top_k]
+
+        context: CompressedContext | None = None
+        compress = (
+            request.compress
+            if request.compress is not None
+            else (self.settings.compression.enabled)
+        )
+        if compress:
+            with timings.measure("compress"):
+                query_vector = self.queries.encode(request.query)
+                context = self.compressor.run(query_vector, passages, request.token_budget)
+        return RetrievalResult(request.query, passages, timings, False, context, generation)
+
+    def _allowed(self, request: RetrievalRequest) -> set[int] | None:
+        filters = request.filters
+        if filters.is_empty():
+            return None
+        return self.collection.docstore.chunk_ids_where(
+            filters.sources,
+            filters.categories,
+            filters.file_types,
+            filters.ingested_after,
+            filters.ingested_before,
+        )
+
+
+def _passages(
+    candidates: list[tuple[int, float]],
+    stored: dict[int, StoredChunk],
+    dense: dict[int, float],
+    bm25: dict[int, float],
+) -> list[Passage]:
+    """Candidates as passages, dropping chunks whose text repeats an earlier one
+    (the same paragraph in two documents)."""
+    seen: set[str] = set()
+    passages = []
+    for chunk_id, score in candidates:
+        chunk = stored.get(chunk_id)
+        if chunk is None or chunk.content_hash in seen:
+            continue
+        seen.add(chunk.content_hash)
+        passages.append(
+            Passage(
+                chunk_id=chunk_id,
+                text=chunk.text,
+                source=chunk.source,
+                score=score,
+                position=chunk.position,
+                category=chunk.category,
+                page=chunk.page,
+                sheet=chunk.sheet,
+                headings=chunk.headings,
+                dense_score=dense.get(chunk_id),
+                bm25_score=bm25.get(chunk_id),
+            )
+        )
+    return passages
+
+
+def _result_to_cache(result: RetrievalResult) -> dict[str, Any]:
+    return {
+        "passages": [asdict(p) for p in result.passages],
+        "context": asdict(result.context) if result.context is not None else None,
+    }
+
+
+def _result_from_cache(
+    query: str, cached: dict[str, Any], timings: StageTimings, generation: int
+) -> RetrievalResult:
+    passages = [
+        Passage(**{**p, "headings": tuple(p.get("headings", ()))}) for p in cached["passages"]
+    ]
+    context = CompressedContext(**cached["context"]) if cached.get("context") else None
+    return RetrievalResult(query, passages, timings, True, context, generation)
