@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import os
-import platform
 import statistics
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 
+from ragline.envinfo import environment  # noqa: F401  (re-exported for benchmarks)
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def environment(packages: Sequence[str]) -> str:
-    versions = []
-    for name in packages:
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{name} (absent)")
-    return (
-        f"{dt.date.today().isoformat()} · {platform.processor() or platform.machine()} · "
-        f"{os.cpu_count()} CPUs · Python {platform.python_version()} · " + ", ".join(versions)
-    )
 
 
 def spread(values: Sequence[float]) -> str:

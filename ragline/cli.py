@@ -128,6 +128,62 @@ def delete(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def evaluate(
+    dataset: Annotated[
+        Path, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    ],
+    split: Annotated[str, typer.Option(help="qrels split to score")] = "test",
+    modes: Annotated[
+        str, typer.Option(help="comma list of dense,bm25,hybrid")
+    ] = "dense,bm25,hybrid",
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(help="e.g. chunk_size=128,256 overlap=0,32 rerank_depth=0,20"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for eval.csv/.md/.png")] = Path("var/eval"),
+    max_queries: Annotated[int | None, typer.Option(help="evaluate the first N queries")] = None,
+) -> None:
+    """Score retrieval configurations on a BEIR dataset: quality and latency, table + plot."""
+    from ragline.beir import load_beir
+    from ragline.envinfo import environment
+    from retrieve.eval_report import write_results
+    from retrieve.evaluate import MODES, Evaluator, parse_sweep
+    from retrieve.rerank import CrossEncoderReranker
+
+    settings = _settings()
+    try:
+        grid = parse_sweep(sweep or [])
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    if unknown := set(chosen) - set(MODES):
+        _fail(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+    if not (dataset / "corpus.jsonl").exists():
+        _fail(f"{dataset} is not a BEIR folder (no corpus.jsonl)")
+    data = load_beir(dataset, split)
+    if max_queries:
+        data.queries = dict(list(data.queries.items())[:max_queries])
+
+    def make_reranker() -> CrossEncoderReranker:
+        return CrossEncoderReranker(settings.rerank, settings.models_dir)
+
+    needs_reranker = any(depth > 0 for depth in grid.get("rerank_depth", [0]))
+    evaluator = Evaluator(
+        settings, data, dataset.name, make_reranker if needs_reranker else None, log=console.print
+    )
+    rows = evaluator.run(evaluator.configs(grid, chosen))
+    notes = [
+        f"`ragline eval {dataset.name} --split {split}` · {len(data.queries)} queries · "
+        f"embedding {settings.embedding.model} · reranker {settings.rerank.model}",
+        "Environment: " + environment(["faiss-cpu", "bm25s", "sentence-transformers", "torch"]),
+        "Latency: whole query path per query (embed, search, fuse, rerank), one at a time.",
+    ]
+    path = write_results(rows, out, f"Retrieval on {dataset.name} ({split})", notes)
+    console.print(f"wrote {path}, eval.csv and eval.png in {out}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="ragline")
 

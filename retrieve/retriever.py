@@ -81,6 +81,8 @@ class Retriever:
         timings = StageTimings()
         self.collection.refresh()
         generation = self.collection.generation
+        if not request.use_cache:
+            return self._retrieve(request, timings, generation)
         key = cache_key(self.collection.name, generation, request.query, request.cache_params())
         with timings.measure("cache"):
             cached = self.cache.get(key)

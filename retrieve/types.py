@@ -39,9 +39,10 @@ class RetrievalRequest:
     filters: MetadataFilter = field(default_factory=MetadataFilter)
     compress: bool | None = None  # default: settings.compression.enabled
     token_budget: int | None = None
+    use_cache: bool = True
 
     def cache_params(self) -> dict[str, Any]:
-        return asdict(self) | {"query": None}
+        return asdict(self) | {"query": None, "use_cache": None}
 
 
 @dataclass(slots=True)

@@ -1,0 +1,108 @@
+"""Evaluation results as CSV, Markdown and a quality-vs-latency plot."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from retrieve.evaluate import EvalRow
+
+HEADER = [
+    "mode",
+    "rerank_depth",
+    "chunk_size",
+    "overlap",
+    "nDCG@10",
+    "recall@100",
+    "MRR@10",
+    "p50_ms",
+    "p95_ms",
+    "queries",
+]
+
+
+def _cells(row: EvalRow) -> list[object]:
+    c = row.config
+    return [
+        c.mode,
+        c.rerank_depth,
+        c.chunk_size,
+        c.overlap,
+        f"{row.ndcg10:.4f}",
+        f"{row.recall100:.4f}",
+        f"{row.mrr10:.4f}",
+        f"{row.p50_ms:.1f}",
+        f"{row.p95_ms:.1f}",
+        row.queries,
+    ]
+
+
+def pareto_front(rows: Sequence[EvalRow]) -> list[EvalRow]:
+    """Configurations no other beats on both quality (higher) and p50 latency (lower)."""
+    front: list[EvalRow] = []
+    for row in sorted(rows, key=lambda r: (r.p50_ms, -r.ndcg10)):
+        if not front or row.ndcg10 > front[-1].ndcg10:
+            front.append(row)
+    return front
+
+
+def write_results(rows: Sequence[EvalRow], out_dir: Path, title: str, notes: Sequence[str]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "eval.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(_cells(row) for row in rows)
+    lines = [
+        f"# {title}",
+        "",
+        *notes,
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(str(cell) for cell in _cells(row)) + " |" for row in rows]
+    front = pareto_front(rows)
+    lines += ["", "Quality/latency frontier: " + ", ".join(r.config.label for r in front), ""]
+    (out_dir / "eval.md").write_text("\n".join(lines))
+    _plot(rows, front, out_dir / "eval.png", title)
+    return out_dir / "eval.md"
+
+
+def _plot(rows: Sequence[EvalRow], front: Sequence[EvalRow], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for mode, marker in (("dense", "o"), ("bm25", "s"), ("hybrid", "^")):
+        chosen = [r for r in rows if r.config.mode == mode]
+        if chosen:
+            axis.scatter(
+                [r.p50_ms for r in chosen],
+                [r.ndcg10 for r in chosen],
+                marker=marker,
+                label=mode,
+                s=40,
+            )
+    for row in rows:
+        axis.annotate(
+            row.config.label,
+            (row.p50_ms, row.ndcg10),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    axis.plot(
+        [r.p50_ms for r in front], [r.ndcg10 for r in front], "k--", linewidth=0.8, label="frontier"
+    )
+    axis.set_xscale("log")
+    axis.set_xlabel("p50 latency per query (ms, log scale)")
+    axis.set_ylabel("nDCG@10")
+    axis.set_title(title)
+    axis.legend()
+    axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

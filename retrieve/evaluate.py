@@ -1,0 +1,231 @@
+"""Retrieval evaluation on BEIR-format data, and sweeps over chunking and rerank depth.
+
+Each chunking configuration gets its own collection (``beir-<dataset>-c<size>-o<overlap>``),
+kept between runs; embeddings are cached by text so overlapping configurations reuse
+them. Chunk rankings are turned into document rankings (first occurrence wins), then
+scored with nDCG@10, recall@100 and MRR@10 against the qrels; per-query latency of the
+whole query path is recorded for p50/p95.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ingest.collection import Collection
+from ingest.embed import Embedder
+from ingest.embed_cache import CachingEmbedder
+from ingest.pipeline import IngestPipeline
+from ingest.types import Element, ParsedDocument
+from ragline.beir import BeirDataset
+from ragline.settings import Settings
+from retrieve.dense import QueryEncoder
+from retrieve.retriever import Reranker, Retriever
+from retrieve.types import RetrievalRequest
+
+MODES = ("dense", "bm25", "hybrid")
+
+
+@dataclass(slots=True, frozen=True)
+class EvalConfig:
+    chunk_size: int
+    overlap: int
+    mode: str  # dense | bm25 | hybrid
+    rerank_depth: int  # 0 = no reranking
+
+    @property
+    def label(self) -> str:
+        rerank = f"+rerank@{self.rerank_depth}" if self.rerank_depth else ""
+        return f"{self.mode}{rerank} c{self.chunk_size}/o{self.overlap}"
+
+
+@dataclass(slots=True)
+class EvalRow:
+    config: EvalConfig
+    ndcg10: float
+    recall100: float
+    mrr10: float
+    p50_ms: float
+    p95_ms: float
+    queries: int
+
+
+def ndcg_at_k(ranking: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
+    dcg = sum(relevant.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranking[:k]))
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    idcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def recall_at_k(ranking: Sequence[str], relevant: dict[str, int], k: int) -> float:
+    positives = {doc for doc, gain in relevant.items() if gain > 0}
+    return len(positives & set(ranking[:k])) / len(positives) if positives else 0.0
+
+
+def mrr_at_k(ranking: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
+    for rank, doc in enumerate(ranking[:k], start=1):
+        if relevant.get(doc, 0) > 0:
+            return 1.0 / rank
+    return 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def parse_sweep(specs: Sequence[str]) -> dict[str, list[int]]:
+    """``["chunk_size=128,256", "rerank_depth=0,20"]`` -> {"chunk_size": [128, 256], ...}"""
+    grid: dict[str, list[int]] = {}
+    for spec in specs:
+        for part in spec.replace(";", " ").split():
+            name, _, values = part.partition("=")
+            if name not in ("chunk_size", "overlap", "rerank_depth") or not values:
+                raise ValueError(
+                    f"bad sweep term {part!r}: use chunk_size|overlap|rerank_depth=N,M"
+                )
+            grid[name] = [int(v) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def beir_documents(dataset: BeirDataset) -> list[ParsedDocument]:
+    """Corpus records as parsed documents: the title is the heading of the text."""
+    documents = []
+    for doc in dataset.corpus.values():
+        title = doc.title.strip()
+        elements = [Element(title, "Title")] if title else []
+        elements.append(Element(doc.text, "NarrativeText", headings=(title,) if title else ()))
+        digest = hashlib.sha256(f"{title}\x00{doc.text}".encode()).hexdigest()
+        documents.append(
+            ParsedDocument(
+                source=f"beir:{doc.doc_id}",
+                content_hash=digest,
+                size_bytes=len(doc.text),
+                file_type="BEIR",
+                elements=elements,
+            )
+        )
+    return documents
+
+
+class Evaluator:
+    def __init__(
+        self,
+        settings: Settings,
+        dataset: BeirDataset,
+        dataset_name: str,
+        reranker_factory: Callable[[], Reranker] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.settings = settings
+        self.dataset = dataset
+        self.dataset_name = dataset_name
+        self.reranker_factory = reranker_factory
+        self._reranker: Reranker | None = None
+        self.log = log
+        # Indexing goes through a persistent embedding cache; queries through the plain
+        # model with no query cache, so latency includes embedding every query.
+        self.embedder = CachingEmbedder(
+            settings.embedding, settings.storage.data_dir / "cache" / "embeddings.sqlite"
+        )
+        self.query_embedder = Embedder(settings.embedding)
+
+    def configs(self, grid: dict[str, list[int]], modes: Sequence[str]) -> list[EvalConfig]:
+        sizes = grid.get("chunk_size", [self.settings.chunking.size])
+        overlaps = grid.get("overlap", [self.settings.chunking.overlap])
+        depths = grid.get("rerank_depth", [0])
+        configs = []
+        for size, overlap, mode, depth in itertools.product(sizes, overlaps, modes, depths):
+            if overlap < size:
+                configs.append(EvalConfig(size, overlap, mode, depth))
+        return configs
+
+    def collection_for(self, size: int, overlap: int) -> Collection:
+        settings = self.settings.model_copy(deep=True)
+        settings.chunking.size, settings.chunking.overlap = size, overlap
+        name = f"beir-{self.dataset_name}-c{size}-o{overlap}"
+        collection = Collection.open(
+            settings.storage.collections_dir, name, settings.index, create=True
+        )
+        docs, _ = collection.docstore.counts()
+        if docs < len(self.dataset.corpus):
+            self.log(f"indexing {len(self.dataset.corpus)} documents into {name} ...")
+            started = time.perf_counter()
+            report = IngestPipeline(settings, collection, embedder=self.embedder).ingest_documents(
+                beir_documents(self.dataset)
+            )
+            self.log(
+                f"  {report.chunks_embedded} chunks in {time.perf_counter() - started:.0f}s "
+                f"(embedding cache: {self.embedder.hits} hits, {self.embedder.misses} misses)"
+            )
+        return collection
+
+    def reranker(self) -> Reranker | None:
+        if self._reranker is None and self.reranker_factory is not None:
+            self._reranker = self.reranker_factory()
+        return self._reranker
+
+    def run(self, configs: Sequence[EvalConfig], k: int = 100) -> list[EvalRow]:
+        rows: list[EvalRow] = []
+        for (size, overlap), group in itertools.groupby(
+            sorted(configs, key=lambda c: (c.chunk_size, c.overlap)),
+            key=lambda c: (c.chunk_size, c.overlap),
+        ):
+            collection = self.collection_for(size, overlap)
+            settings = self.settings.model_copy(deep=True)
+            settings.retrieval.dense_k = settings.retrieval.bm25_k = k
+            retriever = Retriever(
+                settings,
+                collection,
+                self.query_embedder,
+                reranker=self.reranker(),
+                query_encoder=QueryEncoder(self.query_embedder, cache_size=0),
+            )
+            for config in group:
+                rows.append(self._evaluate(retriever, config, k))
+                row = rows[-1]
+                self.log(
+                    f"{config.label:32} nDCG@10 {row.ndcg10:.4f}  recall@100 "
+                    f"{row.recall100:.4f}  p50 {row.p50_ms:.1f} ms  p95 {row.p95_ms:.1f} ms"
+                )
+            collection.close()
+        return rows
+
+    def _evaluate(self, retriever: Retriever, config: EvalConfig, k: int) -> EvalRow:
+        ndcg, recall, mrr, latency = [], [], [], []
+        if config.rerank_depth and retriever.reranker is None:
+            raise ValueError("rerank_depth > 0 needs a reranker")
+        retriever.bm25()  # built once per collection, outside the timed queries
+        for query_id, query in self.dataset.queries.items():
+            request = RetrievalRequest(
+                query,
+                top_k=k,
+                mode=config.mode,  # type: ignore[arg-type]
+                rerank=config.rerank_depth > 0,
+                rerank_depth=config.rerank_depth or None,
+                compress=False,
+                use_cache=False,
+            )
+            started = time.perf_counter()
+            result = retriever.run(request)
+            latency.append((time.perf_counter() - started) * 1e3)
+            ranking = list(dict.fromkeys(p.source.removeprefix("beir:") for p in result.passages))
+            relevant = self.dataset.qrels[query_id]
+            ndcg.append(ndcg_at_k(ranking, relevant))
+            recall.append(recall_at_k(ranking, relevant, 100))
+            mrr.append(mrr_at_k(ranking, relevant))
+        return EvalRow(
+            config,
+            statistics.fmean(ndcg),
+            statistics.fmean(recall),
+            statistics.fmean(mrr),
+            percentile(latency, 50),
+            percentile(latency, 95),
+            len(latency),
+        )
