@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from ragline.beir import load_beir
+from ragline.settings import Settings
+from retrieve.eval_report import pareto_front, write_results
+from retrieve.evaluate import (
+    Evaluator,
+    mrr_at_k,
+    ndcg_at_k,
+    parse_sweep,
+    percentile,
+    recall_at_k,
+)
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    relevant = {"a": 1, "b": 1}
+    assert ndcg_at_k(["a", "b", "c"], relevant) == pytest.approx(1.0)
+    assert ndcg_at_k(["c", "a"], relevant) == pytest.approx((1 / 1.5849625) / (1 + 1 / 1.5849625))
+    assert ndcg_at_k(["c", "d"], relevant) == 0.0
+    assert recall_at_k(["a", "c"], relevant, 100) == 0.5
+    assert mrr_at_k(["c", "d", "b"], relevant) == pytest.approx(1 / 3)
+    assert percentile([1, 2, 3, 4], 50) == 2 and percentile([1, 2, 3, 4], 95) == 4
+
+
+def test_sweep_parsing() -> None:
+    assert parse_sweep(["chunk_size=128,256", "overlap=0,32;rerank_depth=0,20"]) == {
+        "chunk_size": [128, 256],
+        "overlap": [0, 32],
+        "rerank_depth": [0, 20],
+    }
+    with pytest.raises(ValueError, match="bad sweep term"):
+        parse_sweep(["temperature=1"])
+
+
+@pytest.mark.slow
+def test_evaluator_on_a_scifact_slice(
+    shared_data: Path, settings: Settings, tmp_path: Path
+) -> None:
+    data = load_beir(shared_data / "beir" / "scifact", "test")
+    data.queries = dict(itertools.islice(data.queries.items(), 20))
+    wanted = {doc for q in data.queries for doc in data.qrels[q]}
+    extra = [d for d in data.corpus if d not in wanted][:150]
+    data.corpus = {d: data.corpus[d] for d in [*wanted, *extra]}
+    evaluator = Evaluator(settings, data, "slice", log=lambda _: None)
+    grid = parse_sweep(["chunk_size=128,256", "overlap=16"])
+    rows = evaluator.run(evaluator.configs(grid, ["dense", "bm25", "hybrid"]))
+    assert len(rows) == 6
+    for row in rows:
+        assert 0.3 < row.ndcg10 <= 1.0 and 0 < row.recall100 <= 1.0
+        assert 0 < row.p50_ms <= row.p95_ms
+    # The second chunking reuses embeddings of chunks that came out identical.
+    assert evaluator.embedder.hits > 0
+    report = write_results(rows, tmp_path / "out", "slice", ["note"])
+    assert (tmp_path / "out" / "eval.csv").read_text().count("\n") == 7
+    assert (tmp_path / "out" / "eval.png").stat().st_size > 10_000
+    assert "frontier" in report.read_text()
+    assert pareto_front(rows)
