@@ -184,6 +184,32 @@ def evaluate(
     console.print(f"wrote {path}, eval.csv and eval.png in {out}")
 
 
+reranker_app = typer.Typer(no_args_is_help=True, help="the cross-encoder reranker")
+app.add_typer(reranker_app, name="reranker")
+
+
+@reranker_app.command("train")
+def train_reranker_command(
+    dataset: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv (SciFact)")],
+    epochs: Annotated[int, typer.Option()] = 1,
+    negatives: Annotated[int, typer.Option(help="BM25 hard negatives per query")] = 4,
+    max_queries: Annotated[int | None, typer.Option()] = None,
+    output: Annotated[Path | None, typer.Option(help="default: the builtin model's folder")] = None,
+) -> None:
+    """Fine-tune the default cross-encoder from the shipped MiniLM on the train split only."""
+    from retrieve.rerank import BUILTIN_RERANKER_DIR
+    from retrieve.train_reranker import train_reranker
+
+    settings = _settings()
+    if not (dataset / "qrels" / "train.tsv").exists():
+        _fail(f"{dataset} has no qrels/train.tsv")
+    target = output or settings.models_dir / BUILTIN_RERANKER_DIR
+    path = train_reranker(
+        dataset, target, epochs=epochs, negatives_per_query=negatives, max_queries=max_queries
+    )
+    console.print(f"reranker saved to {path}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="ragline")
 
