@@ -12,6 +12,7 @@ setup:
 demo: setup
 	$(VENV)/ragline ingest samples --collection demo
 	$(VENV)/ragline collections
+	$(VENV)/ragline query "What does LayoutParser provide?" --collection demo
 
 lint:
 	$(VENV)/ruff check .

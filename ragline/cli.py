@@ -184,6 +184,75 @@ def evaluate(
     console.print(f"wrote {path}, eval.csv and eval.png in {out}")
 
 
+@app.command()
+def query(
+    question: Annotated[str, typer.Argument(help="the question")],
+    collection: CollectionOpt = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or bm25")] = "hybrid",
+    rerank: Annotated[bool | None, typer.Option(help="cross-encoder rerank")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="only these sources (globs)")] = None,
+) -> None:
+    """Retrieve passages for a question and show scores, timings and compressed context."""
+    from ingest.collection import Collection, CollectionError
+    from ingest.embed import Embedder
+    from retrieve.rerank import CrossEncoderReranker, resolve_reranker_path
+    from retrieve.retriever import Retriever
+    from retrieve.types import MetadataFilter, RetrievalRequest
+
+    settings = _settings()
+    if mode not in ("hybrid", "dense", "bm25"):
+        _fail(f"unknown mode {mode!r}")
+    name = collection or settings.storage.default_collection
+    try:
+        store = Collection.open(settings.storage.collections_dir, name, settings.index)
+    except CollectionError as exc:
+        _fail(str(exc))
+        return
+    reranker = None
+    if rerank is not False and settings.rerank.enabled:
+        try:
+            resolve_reranker_path(settings.rerank.model, settings.models_dir)
+            reranker = CrossEncoderReranker(settings.rerank, settings.models_dir)
+        except FileNotFoundError as exc:
+            if rerank:
+                _fail(str(exc))
+            err_console.print(f"[yellow]reranking off:[/] {exc}")
+    retriever = Retriever(settings, store, Embedder(settings.embedding), reranker=reranker)
+    request = RetrievalRequest(
+        question,
+        top_k=top_k,
+        mode=mode,  # type: ignore[arg-type]
+        rerank=reranker is not None,
+        filters=MetadataFilter(sources=source or []),
+    )
+    result = retriever.run(request)
+    table = Table("#", "score", "source", "where", "text")
+    for number, passage in enumerate(result.passages, start=1):
+        where = " ".join(
+            part
+            for part in (
+                f"p.{passage.page}" if passage.page else "",
+                passage.sheet or "",
+                " > ".join(passage.headings),
+            )
+            if part
+        )
+        snippet = " ".join(passage.text.split())[:160]
+        table.add_row(
+            str(number), f"{passage.score:.3f}", Path(passage.source).name, where, snippet
+        )
+    console.print(table)
+    stages = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings.stages.items())
+    console.print(f"[dim]{stages}[/]")
+    if result.context is not None:
+        console.print(
+            f"[bold]context[/] ({result.context.tokens_in} → {result.context.tokens_out} tokens):"
+        )
+        console.print(result.context.text or "[dim](nothing relevant enough)[/]")
+    store.close()
+
+
 reranker_app = typer.Typer(no_args_is_help=True, help="the cross-encoder reranker")
 app.add_typer(reranker_app, name="reranker")
 

@@ -9,6 +9,8 @@ nothing passes the threshold the context is empty: better no context than noise.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,8 @@ from ingest.embed import Embedder
 from ingest.tokens import TokenCounter
 from ragline.settings import CompressionSettings
 from retrieve.types import CompressedContext, Passage
+
+_SENTENCE_CACHE_SIZE = 50_000
 
 
 @dataclass(slots=True)
@@ -35,6 +39,25 @@ class ContextCompressor:
         self.settings = settings
         self.embedder = embedder
         self.tokens = tokens
+        # Popular passages come back query after query: keep their sentence vectors.
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            fresh = self.embedder.encode(missing)
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    self._vectors[text] = vector
+                while len(self._vectors) > _SENTENCE_CACHE_SIZE:
+                    self._vectors.popitem(last=False)
+        with self._lock:
+            found = {t: self._vectors.get(t) for t in texts}
+        if any(v is None for v in found.values()):  # evicted meanwhile: compute directly
+            return self.embedder.encode(texts)
+        return np.stack([found[t] for t in texts])  # type: ignore[misc]
 
     def run(
         self,
@@ -54,7 +77,7 @@ class ContextCompressor:
         if not sentences:
             return CompressedContext([], [], 0, 0)
 
-        vectors = self.embedder.encode([s.text for s in sentences])
+        vectors = self._sentence_vectors([s.text for s in sentences])
         relevance = vectors @ np.asarray(query_vector, dtype=np.float32).reshape(-1)
         kept: list[int] = []
         used = 0
