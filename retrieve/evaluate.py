@@ -202,6 +202,16 @@ class Evaluator:
         if config.rerank_depth and retriever.reranker is None:
             raise ValueError("rerank_depth > 0 needs a reranker")
         retriever.bm25()  # built once per collection, outside the timed queries
+        for query in itertools.islice(self.dataset.queries.values(), 3):  # warm-up, untimed
+            retriever.run(
+                RetrievalRequest(
+                    query,
+                    mode=config.mode,
+                    use_cache=False,  # type: ignore[arg-type]
+                    compress=False,
+                    rerank=config.rerank_depth > 0,
+                )
+            )
         for query_id, query in self.dataset.queries.items():
             request = RetrievalRequest(
                 query,
