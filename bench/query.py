@@ -76,7 +76,7 @@ def main() -> None:
         vector = model.encode([query], normalize_embeddings=True, convert_to_numpy=True)
         return index.search(vector, 10)
 
-    def ragline(mode: str, depth: int) -> Callable[[str], object]:
+    def ragline(mode: Mode, depth: int) -> Callable[[str], object]:
         def run(query: str) -> object:
             return retriever.run(
                 RetrievalRequest(

@@ -148,8 +148,9 @@ def evaluate(
     from ragline.beir import load_beir
     from ragline.envinfo import environment
     from retrieve.eval_report import write_results
-    from retrieve.evaluate import MODES, Evaluator, parse_sweep
+    from retrieve.evaluate import Evaluator, parse_sweep
     from retrieve.rerank import CrossEncoderReranker
+    from retrieve.types import MODES
 
     settings = _settings()
     try:
@@ -157,9 +158,10 @@ def evaluate(
     except ValueError as exc:
         _fail(str(exc))
         return
-    chosen = [m.strip() for m in modes.split(",") if m.strip()]
-    if unknown := set(chosen) - set(MODES):
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    if unknown := set(names) - set(MODES):
         _fail(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+    chosen = [m for m in MODES if m in names]
     if not (dataset / "corpus.jsonl").exists():
         _fail(f"{dataset} is not a BEIR folder (no corpus.jsonl)")
     data = load_beir(dataset, split)
@@ -198,11 +200,11 @@ def query(
     from ingest.embed import Embedder
     from retrieve.rerank import CrossEncoderReranker, resolve_reranker_path
     from retrieve.retriever import Retriever
-    from retrieve.types import MetadataFilter, RetrievalRequest
+    from retrieve.types import MODES, MetadataFilter, RetrievalRequest
 
     settings = _settings()
-    if mode not in ("hybrid", "dense", "bm25"):
-        _fail(f"unknown mode {mode!r}")
+    if mode not in MODES:
+        _fail(f"unknown mode {mode!r}; choose from {MODES}")
     name = collection or settings.storage.default_collection
     try:
         store = Collection.open(settings.storage.collections_dir, name, settings.index)

@@ -26,16 +26,14 @@ from ragline.beir import BeirDataset
 from ragline.settings import Settings
 from retrieve.dense import QueryEncoder
 from retrieve.retriever import Reranker, Retriever
-from retrieve.types import RetrievalRequest
-
-MODES = ("dense", "bm25", "hybrid")
+from retrieve.types import Mode, RetrievalRequest
 
 
 @dataclass(slots=True, frozen=True)
 class EvalConfig:
     chunk_size: int
     overlap: int
-    mode: str  # dense | bm25 | hybrid
+    mode: Mode
     rerank_depth: int  # 0 = no reranking
 
     @property
@@ -136,7 +134,7 @@ class Evaluator:
         )
         self.query_embedder = Embedder(settings.embedding)
 
-    def configs(self, grid: dict[str, list[int]], modes: Sequence[str]) -> list[EvalConfig]:
+    def configs(self, grid: dict[str, list[int]], modes: Sequence[Mode]) -> list[EvalConfig]:
         sizes = grid.get("chunk_size", [self.settings.chunking.size])
         overlaps = grid.get("overlap", [self.settings.chunking.overlap])
         depths = grid.get("rerank_depth", [0])
@@ -207,7 +205,7 @@ class Evaluator:
                 RetrievalRequest(
                     query,
                     mode=config.mode,
-                    use_cache=False,  # type: ignore[arg-type]
+                    use_cache=False,
                     compress=False,
                     rerank=config.rerank_depth > 0,
                 )
@@ -216,7 +214,7 @@ class Evaluator:
             request = RetrievalRequest(
                 query,
                 top_k=k,
-                mode=config.mode,  # type: ignore[arg-type]
+                mode=config.mode,
                 rerank=config.rerank_depth > 0,
                 rerank_depth=config.rerank_depth or None,
                 compress=False,

@@ -8,6 +8,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+Mode = Literal["hybrid", "dense", "bm25"]
+MODES: tuple[Mode, ...] = ("dense", "bm25", "hybrid")
+
 
 @dataclass(slots=True)
 class MetadataFilter:
@@ -35,7 +38,7 @@ class RetrievalRequest:
     top_k: int | None = None  # default: settings.retrieval.top_k
     rerank: bool | None = None  # default: settings.rerank.enabled
     rerank_depth: int | None = None
-    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    mode: Mode = "hybrid"
     filters: MetadataFilter = field(default_factory=MetadataFilter)
     compress: bool | None = None  # default: settings.compression.enabled
     token_budget: int | None = None
