@@ -28,7 +28,7 @@ from retrieve.dense import QueryEncoder
 from retrieve.evaluate import percentile
 from retrieve.rerank import CrossEncoderReranker
 from retrieve.retriever import Retriever
-from retrieve.types import RetrievalRequest
+from retrieve.types import Mode, RetrievalRequest
 
 DEFAULT_DATA = (
     Path(os.environ.get("RAGLINE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
