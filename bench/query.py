@@ -82,7 +82,7 @@ def main() -> None:
                 RetrievalRequest(
                     query,
                     top_k=10,
-                    mode=mode,  # type: ignore[arg-type]
+                    mode=mode,
                     rerank=depth > 0,
                     rerank_depth=depth or None,
                     compress=False,
