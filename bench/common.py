@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 from ragline.envinfo import environment  # noqa: F401  (re-exported for benchmarks)
+from ragline.tables import write_markdown_and_csv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -26,22 +26,6 @@ def write_table(
     rows: Sequence[Sequence[object]],
     notes: Sequence[str],
 ) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"# {title}",
-        "",
-        *notes,
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    markdown = "\n".join(lines) + "\n"
-    path = RESULTS / f"{name}.md"
-    path.write_text(markdown)
-    with (RESULTS / f"{name}.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    markdown = write_markdown_and_csv(RESULTS / name, title, header, rows, notes)
     print(markdown)
-    return path
+    return RESULTS / f"{name}.md"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from ragline.tables import write_markdown_and_csv
 from retrieve.evaluate import EvalRow
 
 HEADER = [
@@ -48,23 +48,11 @@ def pareto_front(rows: Sequence[EvalRow]) -> list[EvalRow]:
 
 
 def write_results(rows: Sequence[EvalRow], out_dir: Path, title: str, notes: Sequence[str]) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "eval.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER)
-        writer.writerows(_cells(row) for row in rows)
-    lines = [
-        f"# {title}",
-        "",
-        *notes,
-        "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
-    ]
-    lines += ["| " + " | ".join(str(cell) for cell in _cells(row)) + " |" for row in rows]
     front = pareto_front(rows)
-    lines += ["", "Quality/latency frontier: " + ", ".join(r.config.label for r in front), ""]
-    (out_dir / "eval.md").write_text("\n".join(lines))
+    footer = ["", "Quality/latency frontier: " + ", ".join(r.config.label for r in front)]
+    write_markdown_and_csv(
+        out_dir / "eval", title, HEADER, [_cells(r) for r in rows], notes, footer
+    )
     _plot(rows, front, out_dir / "eval.png", title)
     return out_dir / "eval.md"
 
