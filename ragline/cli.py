@@ -212,7 +212,7 @@ def query(
         _fail(str(exc))
         return
     reranker = None
-    if rerank is not False and settings.rerank.enabled:
+    if rerank if rerank is not None else settings.rerank.enabled:
         try:
             resolve_reranker_path(settings.rerank.model, settings.models_dir)
             reranker = CrossEncoderReranker(settings.rerank, settings.models_dir)
