@@ -178,7 +178,8 @@ def evaluate(
     rows = evaluator.run(evaluator.configs(grid, chosen))
     notes = [
         f"`ragline eval {dataset.name} --split {split}` · {len(data.queries)} queries · "
-        f"embedding {settings.embedding.model} · reranker {settings.rerank.model}",
+        f"embedding {settings.embedding.model}"
+        + (f" · reranker {settings.rerank.model}" if needs_reranker else ""),
         "Environment: " + environment(["faiss-cpu", "bm25s", "sentence-transformers", "torch"]),
         "Latency: whole query path per query (embed, search, fuse, rerank), one at a time.",
     ]
