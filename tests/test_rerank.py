@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ragline.beir import load_beir
+from ragline.settings import RerankSettings
+from retrieve import train_reranker as training
+from retrieve.rerank import CrossEncoderReranker, resolve_reranker_path
+from retrieve.train_reranker import METADATA_FILE, doc_text, train_reranker
+
+
+@pytest.fixture(scope="session")
+def scifact(shared_data: Path) -> Path:
+    root = shared_data / "beir" / "scifact"
+    if not (root / "corpus.jsonl").is_file():
+        pytest.skip(f"BEIR SciFact not found at {root}")
+    return root
+
+
+def test_builtin_reranker_missing_says_how_to_build_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="ragline reranker train"):
+        CrossEncoderReranker(RerankSettings(model="builtin:minilm-scifact"), tmp_path / "models")
+
+
+def test_builtin_reranker_resolves_under_models_dir(tmp_path: Path) -> None:
+    folder = tmp_path / "models" / "reranker-minilm-scifact"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert resolve_reranker_path("builtin:minilm-scifact", tmp_path / "models") == str(folder)
+    assert resolve_reranker_path("cross-encoder/x", tmp_path) == "cross-encoder/x"
+    with pytest.raises(ValueError, match="unknown builtin"):
+        resolve_reranker_path("builtin:nope", tmp_path)
+
+
+def test_training_never_reads_the_test_split(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="test split"):
+        train_reranker(tmp_path, tmp_path / "out", split="test")
+
+
+def test_interrupted_training_leaves_no_output(
+    scifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_model = training.save_model
+
+    def save_then_interrupt(model: Any, tokenizer: Any, folder: Path, meta: Any) -> None:
+        save_model(model, tokenizer, folder, meta)  # fully written, not yet in place
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_model", save_then_interrupt)
+    output = tmp_path / "reranker"
+    with pytest.raises(KeyboardInterrupt):
+        train_reranker(
+            scifact,
+            output,
+            max_queries=2,
+            negatives_per_query=1,
+            max_length=32,
+            show_progress=False,
+        )
+    assert not output.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left behind either
+
+
+@pytest.mark.slow
+def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> None:
+    output = train_reranker(
+        scifact,
+        tmp_path / "reranker",
+        max_queries=40,
+        negatives_per_query=2,
+        random_negatives_per_query=1,
+        epochs=3,
+        batch_size=8,
+        max_length=64,
+        show_progress=False,
+    )
+    metadata = json.loads((output / METADATA_FILE).read_text())
+    assert metadata["split"] == "train"
+    assert metadata["queries"] == 40
+    assert metadata["pairs"] == metadata["positives"] + metadata["negatives"]
+    assert metadata["negatives"] == 40 * 3
+
+    reranker = CrossEncoderReranker(
+        RerankSettings(model=str(output), device="cpu", max_length=64), tmp_path / "models"
+    )
+    test = load_beir(scifact, "test")
+    doc_ids = sorted(test.corpus)
+    wins = 0
+    query_ids = list(test.queries)[:10]
+    for n, qid in enumerate(query_ids):
+        relevant = next(d for d, rel in test.qrels[qid].items() if rel > 0)
+        unrelated = doc_ids[(n * 517 + 1000) % len(doc_ids)]
+        assert unrelated not in test.qrels[qid]
+        scores = reranker.score(
+            test.queries[qid], [doc_text(test.corpus[relevant]), doc_text(test.corpus[unrelated])]
+        )
+        assert scores.dtype == np.float32 and scores.shape == (2,)
+        wins += int(scores[0] > scores[1])
+    assert wins >= 7, f"relevant doc ranked first for only {wins} of {len(query_ids)} queries"
+    assert reranker.score("anything", []).shape == (0,)
+
+    # The same folder under models_dir is what "builtin:minilm-scifact" names.
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    builtin = output.rename(models_dir / "reranker-minilm-scifact")
+    settings = RerankSettings(model="builtin:minilm-scifact")
+    assert CrossEncoderReranker(settings, models_dir).model_path == str(builtin)
