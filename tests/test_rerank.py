@@ -88,20 +88,21 @@ def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> N
     reranker = CrossEncoderReranker(
         RerankSettings(model=str(output), device="cpu", max_length=64), tmp_path / "models"
     )
+    # Ten test queries, each with its relevant doc and five unrelated ones: the tiny model
+    # (165 pairs, seconds of training) is weak, so count wins over all 50 comparisons.
     test = load_beir(scifact, "test")
     doc_ids = sorted(test.corpus)
-    wins = 0
-    query_ids = list(test.queries)[:10]
-    for n, qid in enumerate(query_ids):
+    wins = comparisons = 0
+    for n, qid in enumerate(list(test.queries)[:10]):
         relevant = next(d for d, rel in test.qrels[qid].items() if rel > 0)
-        unrelated = doc_ids[(n * 517 + 1000) % len(doc_ids)]
-        assert unrelated not in test.qrels[qid]
-        scores = reranker.score(
-            test.queries[qid], [doc_text(test.corpus[relevant]), doc_text(test.corpus[unrelated])]
-        )
-        assert scores.dtype == np.float32 and scores.shape == (2,)
-        wins += int(scores[0] > scores[1])
-    assert wins >= 7, f"relevant doc ranked first for only {wins} of {len(query_ids)} queries"
+        unrelated = [doc_ids[(n * 517 + 1000 + 997 * k) % len(doc_ids)] for k in range(5)]
+        assert not set(unrelated) & set(test.qrels[qid])
+        texts = [doc_text(test.corpus[d]) for d in [relevant, *unrelated]]
+        scores = reranker.score(test.queries[qid], texts)
+        assert scores.dtype == np.float32 and scores.shape == (6,)
+        wins += int((scores[0] > scores[1:]).sum())
+        comparisons += len(unrelated)
+    assert wins / comparisons >= 0.65, f"relevant doc first in {wins} of {comparisons} pairs"
     assert reranker.score("anything", []).shape == (0,)
 
     # The same folder under models_dir is what "builtin:minilm-scifact" names.
