@@ -121,7 +121,7 @@ def main() -> None:
         "",
         f"BEIR SciFact {args.split} split: {len(query_ids)} queries, {len(doc_ids)} docs. "
         f"Reranker `{rerank_settings.model}` ({reranker.model_path}), "
-        f"max_length {rerank_settings.max_length}, on {reranker.model.device}: "
+        f"max_length {reranker.max_length}, on {reranker.model.device}: "
         f"{pairs / rerank_seconds:.1f} pairs/s, "
         f"{1e3 * rerank_seconds / len(query_ids):.0f} ms per query for {max(depths)} docs.",
         f"BM25 recall@100 (the rerank pool's ceiling): {mean(bm25_recall)}.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 BUILTIN_RERANKER = "builtin:minilm-scifact"
 BUILTIN_RERANKER_DIR = "reranker-minilm-scifact"
+METADATA_FILE = "ragline_reranker.json"  # written by ``ragline reranker train``
 
 
 def resolve_reranker_path(name: str, models_dir: Path) -> str:
@@ -46,6 +48,18 @@ class CrossEncoderReranker:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     @cached_property
+    def max_length(self) -> int:
+        """``settings.max_length``, capped at the length a ``ragline reranker train`` model
+        was trained at (its ``ragline_reranker.json``): scoring longer inputs than it ever
+        saw makes its ranking much worse (SciFact nDCG@10 0.63 at 64 tokens, 0.44 at 256)."""
+        record = Path(self.model_path) / METADATA_FILE
+        if record.is_file():
+            trained = json.loads(record.read_text()).get("max_length")
+            if isinstance(trained, int):
+                return min(self.settings.max_length, trained)
+        return self.settings.max_length
+
+    @cached_property
     def model(self) -> CrossEncoder:
         import torch
         from sentence_transformers import CrossEncoder
@@ -54,7 +68,7 @@ class CrossEncoderReranker:
         return CrossEncoder(
             self.model_path,
             device=pick_device(self.settings.device),
-            max_length=self.settings.max_length,
+            max_length=self.max_length,
             activation_fn=torch.nn.Identity(),
         )
 

@@ -25,9 +25,9 @@ from typing import Any
 from ingest.embed import resolve_model_path
 from ragline.beir import BeirDataset, BeirDoc, load_beir
 from retrieve.bm25 import BM25Index
+from retrieve.rerank import METADATA_FILE
 
 BASE_MODEL = "builtin:all-MiniLM-L6-v2"
-METADATA_FILE = "ragline_reranker.json"
 HEAD_PREFIXES = ("classifier.", "bert.pooler.")
 
 

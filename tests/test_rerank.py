@@ -85,8 +85,9 @@ def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> N
     assert metadata["pairs"] == metadata["positives"] + metadata["negatives"]
     assert metadata["negatives"] == 40 * 3
 
+    models_dir = tmp_path / "models"
     reranker = CrossEncoderReranker(
-        RerankSettings(model=str(output), device="cpu", max_length=64), tmp_path / "models"
+        RerankSettings(model=str(output), device="cpu", max_length=64), models_dir
     )
     # Ten test queries, each with its relevant doc and five unrelated ones: the tiny model
     # (165 pairs, seconds of training) is weak, so count wins over all 50 comparisons.
@@ -104,9 +105,10 @@ def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> N
         comparisons += len(unrelated)
     assert wins / comparisons >= 0.65, f"relevant doc first in {wins} of {comparisons} pairs"
     assert reranker.score("anything", []).shape == (0,)
+    # Scored at most at the length it was trained at, whatever rerank.max_length says.
+    assert CrossEncoderReranker(RerankSettings(model=str(output)), models_dir).max_length == 64
 
     # The same folder under models_dir is what "builtin:minilm-scifact" names.
-    models_dir = tmp_path / "models"
     models_dir.mkdir()
     builtin = output.rename(models_dir / "reranker-minilm-scifact")
     settings = RerankSettings(model="builtin:minilm-scifact")
