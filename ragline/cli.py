@@ -263,7 +263,7 @@ app.add_typer(reranker_app, name="reranker")
 @reranker_app.command("train")
 def train_reranker_command(
     dataset: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv (SciFact)")],
-    epochs: Annotated[int, typer.Option()] = 1,
+    epochs: Annotated[int, typer.Option()] = 3,
     negatives: Annotated[int, typer.Option(help="BM25 hard negatives per query")] = 4,
     max_queries: Annotated[int | None, typer.Option()] = None,
     output: Annotated[Path | None, typer.Option(help="default: the builtin model's folder")] = None,
