@@ -28,6 +28,8 @@ DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 class StorageSettings(BaseModel):
     data_dir: Path = Path("var")
     default_collection: str = "default"
+    # Prepared models (generation checkpoint, trained reranker); default <data_dir>/models.
+    models_dir: Path | None = None
 
     @property
     def collections_dir(self) -> Path:
@@ -173,7 +175,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.storage.data_dir / "models"
+        return self.storage.models_dir or self.storage.data_dir / "models"
 
     @classmethod
     def settings_customise_sources(

@@ -37,3 +37,14 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     return Embedder(load_settings().embedding)
+
+
+@pytest.fixture(scope="session")
+def llm_models_dir(pytestconfig: pytest.Config) -> Path:
+    """The embedded generation model, prepared once and kept in pytest's cache folder
+    (the GGUF -> checkpoint conversion takes ~25 s)."""
+    from generate.models import prepare_model
+
+    models_dir = Path(pytestconfig.cache.mkdir("ragline-models"))
+    prepare_model(load_settings().generation.model, models_dir)
+    return models_dir
