@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 
 _BRACKET = re.compile(r"\[(\d+(?:\s*[-\u2013,]\s*\d+)*)\]")
+MAX_SOURCE_NUMBER = 200  # retrieval.top_k's ceiling: larger numbers are not citations
 _PART = re.compile(r"(\d+)(?:\s*[-\u2013]\s*(\d+))?")
 
 
@@ -20,7 +21,7 @@ def cited_numbers(text: str, valid: Iterable[int] | None = None) -> list[int]:
         for part in _PART.finditer(match.group(1)):
             first = int(part.group(1))
             last = int(part.group(2)) if part.group(2) else first
-            if last < first or last - first > 50:  # "[1990-2020]" is a year range, not sources
+            if last < first or last > MAX_SOURCE_NUMBER:  # "[1990-2020]" is a year range
                 continue
             for number in range(first, last + 1):
                 if allowed is None or number in allowed:

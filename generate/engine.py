@@ -46,7 +46,7 @@ def _on_cpu() -> bool:
 
 class GenerationEngine:
     def __init__(self, engine: AsyncLLM, settings: GenerationSettings, model_path: str) -> None:
-        self._engine = engine
+        self._engine: AsyncLLM | None = engine
         self.settings = settings
         self.model_path = model_path
         self.tokenizer: Any = engine.get_tokenizer()
@@ -80,8 +80,18 @@ class GenerationEngine:
         )
         return cls(AsyncLLM.from_engine_args(args), settings, model_path)
 
+    @property
+    def llm(self) -> AsyncLLM:
+        if self._engine is None:
+            raise RuntimeError("the generation engine has been shut down")
+        return self._engine
+
     def shutdown(self) -> None:
-        self._engine.shutdown()
+        # Drop the reference too: AsyncLLM.__del__ at interpreter exit would shut down again
+        # with half-torn-down modules.
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
 
     @property
     def max_model_len(self) -> int:
@@ -89,10 +99,10 @@ class GenerationEngine:
 
     def num_unfinished_requests(self) -> int:
         """Requests vLLM is still holding (running or waiting)."""
-        return int(self._engine.get_num_unfinished_requests())
+        return int(self.llm.get_num_unfinished_requests())
 
     async def check_health(self) -> None:
-        await self._engine.check_health()
+        await self.llm.check_health()
 
     def _sampling_params(self, options: SamplingOptions) -> Any:
         from vllm import SamplingParams
@@ -127,7 +137,7 @@ class GenerationEngine:
         started = time.perf_counter()
         first_token_at: float | None = None
         finished = False
-        outputs = self._engine.generate(
+        outputs = self.llm.generate(
             TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id
         )
         try:
@@ -157,7 +167,7 @@ class GenerationEngine:
                 # vLLM aborts on cancellation too; an explicit abort also covers a consumer
                 # that simply stopped iterating.
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._engine.abort(request_id))
+                    await asyncio.shield(self.llm.abort(request_id))
             await outputs.aclose()
 
     async def complete(
