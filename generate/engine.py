@@ -97,6 +97,10 @@ class GenerationEngine:
     def max_model_len(self) -> int:
         return self.settings.max_model_len
 
+    async def reset_prefix_cache(self) -> None:
+        """Forget cached prefixes (benchmarks start each trial cold)."""
+        await self.llm.reset_prefix_cache()
+
     def num_unfinished_requests(self) -> int:
         """Requests vLLM is still holding (running or waiting)."""
         return int(self.llm.get_num_unfinished_requests())
@@ -115,6 +119,7 @@ class GenerationEngine:
             top_p=options.top_p if options.top_p is not None else s.top_p,
             seed=options.seed,
             stop=list(options.stop) or None,
+            ignore_eos=options.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
         )
 

@@ -24,6 +24,7 @@ class SamplingOptions:
     top_p: float | None = None
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
 
 
 @dataclass(slots=True)
