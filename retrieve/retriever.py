@@ -131,9 +131,7 @@ class Retriever:
             assert self.reranker is not None
             with timings.measure("rerank"):
                 scores = self.reranker.score(request.query, [p.text for p in passages])
-                for passage, score in zip(passages, scores, strict=True):
-                    passage.rerank_score = passage.score = float(score)
-                passages.sort(key=lambda p: -p.score)
+                passages = self._apply_rerank(passages, [float(s) for s in scores])
         passages = passages[:top_k]
 
         context: CompressedContext | None = None
@@ -147,6 +145,29 @@ class Retriever:
                 query_vector = self.queries.encode(request.query)
                 context = self.compressor.run(query_vector, passages, request.token_budget)
         return RetrievalResult(request.query, passages, timings, False, context, generation)
+
+    def _apply_rerank(self, passages: list[Passage], scores: list[float]) -> list[Passage]:
+        """Order candidates by the cross-encoder alone, or by its rank fused with the
+        retrieval rank (``rerank.fusion``); ``score`` becomes the deciding score."""
+        for passage, score in zip(passages, scores, strict=True):
+            passage.rerank_score = score
+        config = self.settings.rerank
+        if config.fusion == "replace":
+            for passage in passages:
+                passage.score = passage.rerank_score or 0.0
+            return sorted(passages, key=lambda p: -p.score)
+        by_rerank = sorted(passages, key=lambda p: -(p.rerank_score or 0.0))
+        fused = reciprocal_rank_fusion(
+            [[p.chunk_id for p in passages], [p.chunk_id for p in by_rerank]],
+            [1.0, config.weight],
+            self.settings.retrieval.rrf_k,
+        )
+        by_id = {p.chunk_id: p for p in passages}
+        ordered = []
+        for chunk_id, score in fused:
+            by_id[chunk_id].score = score
+            ordered.append(by_id[chunk_id])
+        return ordered
 
     def _allowed(self, request: RetrievalRequest) -> set[int] | None:
         filters = request.filters

@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ingest.collection import Collection
@@ -140,3 +141,60 @@ def test_compression_respects_budget_and_empties_on_irrelevant(
     assert result.context.text.count("weaker bones") == 1, "near-duplicate sentences dropped"
     unrelated = retriever.run(RetrievalRequest("quantum chromodynamics of gluons", top_k=3))
     assert unrelated.context is not None and unrelated.context.text == ""
+
+
+class _PrefersWord:
+    """A reranker that scores passages by whether they contain one word: the fusion logic
+    under test only sees scores, so a transparent scorer shows what it does with them."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+        self.calls = 0
+
+    def score(self, query: str, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return np.array([float(self.word in t) for t in texts], dtype=np.float32)
+
+
+def test_rerank_replace_and_rrf_fusion(settings: Settings, embedder: Embedder) -> None:
+    collection = Collection.open(settings.storage.collections_dir, "rr", settings.index, create=True)
+    IngestPipeline(settings, collection, embedder=embedder).ingest_documents(
+        [
+            _doc("tides.txt", "Tidal power plants turn ocean tides into electricity."),
+            _doc("waves.txt", "Wave energy converters make electricity from ocean waves."),
+            _doc("wind.txt", "Wind turbines make electricity from wind near the ocean."),
+            _doc("bread.txt", "Bread needs flour, water, salt and yeast."),
+        ]
+    )
+    query = "electricity from ocean tides"
+    plain = Retriever(settings, collection, embedder).run(
+        RetrievalRequest(query, top_k=4, compress=False, use_cache=False)
+    )
+    assert plain.passages[0].source == "tides.txt"
+
+    reranker = _PrefersWord("turbines")
+    settings.rerank.fusion = "replace"
+    replaced = Retriever(settings, collection, embedder, reranker=reranker).run(
+        RetrievalRequest(query, top_k=3, rerank=True, compress=False, use_cache=False)
+    )
+    assert reranker.calls == 1
+    assert replaced.passages[0].source == "wind.txt"  # the reranker alone decides
+    assert replaced.passages[0].rerank_score == 1.0 and "rerank" in replaced.timings.stages
+
+    settings.rerank.fusion = "rrf"
+    fused = Retriever(settings, collection, embedder, reranker=reranker).run(
+        RetrievalRequest(query, top_k=4, rerank=True, compress=False, use_cache=False)
+    )
+    order = [p.source for p in fused.passages]
+    # Fused: wind.txt rises above its retrieval rank, tides.txt (retrieval's first) stays
+    # ahead of the documents both rankings put low.
+    assert order.index("wind.txt") < [p.source for p in plain.passages].index("wind.txt")
+    assert order.index("tides.txt") < order.index("bread.txt")
+    scores = [p.score for p in fused.passages]
+    assert scores == sorted(scores, reverse=True)
+
+    skipped = Retriever(settings, collection, embedder, reranker=reranker).run(
+        RetrievalRequest(query, top_k=3, rerank=False, compress=False, use_cache=False)
+    )
+    assert reranker.calls == 2  # not called when rerank is off
+    assert [p.chunk_id for p in skipped.passages] == [p.chunk_id for p in plain.passages[:3]]
