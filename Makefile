@@ -10,9 +10,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/ragline ingest samples --collection demo
-	$(VENV)/ragline collections
-	$(VENV)/ragline query "What does LayoutParser provide?" --collection demo
+	bash scripts/demo.sh
 
 lint:
 	$(VENV)/ruff check .
