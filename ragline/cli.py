@@ -282,6 +282,92 @@ def train_reranker_command(
     console.print(f"reranker saved to {path}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: api.host")] = None,
+    port: Annotated[int | None, typer.Option(help="default: api.port")] = None,
+) -> None:
+    """Serve the HTTP API (OpenAI-compatible chat with citations) with the embedded engine."""
+    from generate.models import ModelNotPreparedError, is_prepared
+
+    settings = _settings()
+    try:
+        prepared = is_prepared(settings.generation.model, settings.models_dir)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    if not prepared:
+        _fail(
+            f"generation model {settings.generation.model!r} is not prepared in "
+            f"{settings.models_dir}: run `ragline model prepare` first"
+        )
+    from api.server import serve as run_server
+
+    try:
+        run_server(settings, host, port)
+    except ModelNotPreparedError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def chat(
+    question: Annotated[
+        str | None, typer.Argument(help="ask once and exit; without it, a conversation")
+    ] = None,
+    collection: CollectionOpt = None,
+    url: Annotated[str | None, typer.Option(help="default: http://<api.host>:<api.port>")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="RAGLINE_API_KEY")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="answer length limit")] = None,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the server to start")] = 0,
+) -> None:
+    """Ask a running `ragline serve` questions; answers stream, cited sources follow."""
+    from api.client import ChatClient, ChatError, Reply, format_source
+
+    settings = _settings()
+    name = collection or settings.storage.default_collection
+    client = ChatClient(url or f"http://{settings.api.host}:{settings.api.port}", api_key)
+    if wait and not client.wait_ready(wait):
+        _fail(f"no server answered at {client.base_url} within {wait:.0f} s")
+    history: list[dict[str, str]] = []
+    try:
+        while True:
+            asked = question
+            if asked is None:
+                try:
+                    asked = console.input("[bold]you>[/] ").strip()
+                except (EOFError, KeyboardInterrupt):
+                    console.print()
+                    return
+                if asked.lower() in {"exit", "quit", ":q"}:
+                    return
+                if not asked:
+                    continue
+            messages = [*history, {"role": "user", "content": asked}]
+            reply = Reply()
+            try:
+                for piece in client.stream(messages, name, reply, max_tokens):
+                    console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+            except ChatError as exc:
+                console.print()
+                if question is not None:
+                    _fail(str(exc))
+                err_console.print(f"[bold red]error:[/] {exc}")
+                continue
+            console.print()
+            # The cited sources; when the answer cites none, the ones it was given.
+            shown = reply.cited or reply.sources
+            title = "sources" if reply.cited else "sources given (none cited)"
+            if shown:
+                console.print(f"[bold]{title}[/]")
+            for source in shown:
+                console.print("  " + format_source(source), markup=False, highlight=False)
+            if question is not None:
+                return
+            history += [messages[-1], {"role": "assistant", "content": reply.text}]
+    finally:
+        client.close()
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="ragline")
 

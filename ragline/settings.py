@@ -100,6 +100,11 @@ class RerankSettings(BaseModel):
     # Face cross-encoder name or a local path.
     model: str = "builtin:minilm-scifact"
     depth: int = Field(default=20, ge=1, le=500)  # candidates rescored
+    # "rrf": the cross-encoder's order is fused with the retrieval order (reciprocal rank
+    # fusion, ``weight`` for the reranker), robust to a weak or out-of-domain reranker;
+    # "replace": the cross-encoder's order alone, for a reranker known to be strong.
+    fusion: Literal["rrf", "replace"] = "rrf"
+    weight: float = Field(default=1.0, ge=0)
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=256, ge=16)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -148,6 +153,40 @@ class GenerationSettings(BaseModel):
     )
 
 
+class ApiKey(BaseModel):
+    """An API key, stored only as the SHA-256 hex of the key itself."""
+
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    name: str = "key"
+    collections: list[str] = Field(default_factory=lambda: ["*"])  # "*": every collection
+
+
+# Extensions an upload may have: the formats ingestion parses (see README, Ingestion).
+UPLOAD_EXTENSIONS = (  # noqa: SIM905 - one line per format family reads better
+    ".pdf .docx .doc .pptx .ppt .xlsx .xls .csv .tsv .odt .rtf .epub "
+    ".html .htm .xml .json .md .txt .rst .org .eml .msg "
+    ".png .jpg .jpeg .tif .tiff .bmp"
+).split()
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # No keys: authentication is off (a local, single-user server).
+    keys: list[ApiKey] = Field(default_factory=list)
+    # Generation admission: this many stream at once, this many wait; beyond, 429.
+    max_active_generations: int = Field(default=16, ge=1)
+    max_queued: int = Field(default=64, ge=0)
+    queue_timeout_s: float = Field(default=30.0, gt=0)  # a waiting request gives up (429)
+    retry_after_s: int = Field(default=2, ge=1)
+    max_body_mb: float = Field(default=4.0, gt=0)  # any request but an upload
+    max_upload_mb: float = Field(default=100.0, gt=0)  # one upload request, all files
+    upload_extensions: list[str] = Field(default_factory=lambda: list(UPLOAD_EXTENSIONS))
+    # Server-side folders that JSON {"paths": [...]} ingestion may read; none: refused.
+    ingest_roots: list[Path] = Field(default_factory=list)
+    snippet_chars: int = Field(default=300, ge=0)  # source text returned with an answer
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGLINE_",
@@ -166,6 +205,7 @@ class Settings(BaseSettings):
     compression: CompressionSettings = CompressionSettings()
     cache: CacheSettings = CacheSettings()
     generation: GenerationSettings = GenerationSettings()
+    api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
     def _redis_from_environment(self) -> Settings:

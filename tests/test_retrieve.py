@@ -157,7 +157,8 @@ class _PrefersWord:
 
 
 def test_rerank_replace_and_rrf_fusion(settings: Settings, embedder: Embedder) -> None:
-    collection = Collection.open(settings.storage.collections_dir, "rr", settings.index, create=True)
+    root = settings.storage.collections_dir
+    collection = Collection.open(root, "rr", settings.index, create=True)
     IngestPipeline(settings, collection, embedder=embedder).ingest_documents(
         [
             _doc("tides.txt", "Tidal power plants turn ocean tides into electricity."),

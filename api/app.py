@@ -1,0 +1,65 @@
+"""The FastAPI app: ``create_app(settings)``; components start in the lifespan."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import Scope
+
+from api import errors
+from api.metrics import Metrics
+from api.middleware import BodyLimit, RequestMetrics
+from api.routers import (
+    chat,
+    collections,
+    completions,
+    embeddings,
+    health,
+    jobs,
+    models,
+    retrieve,
+)
+from api.services import EngineFactory, build_services, start_engine
+from ragline.settings import Settings, load_settings
+
+_UPLOAD_PATH = re.compile(r"^/v1/collections/[^/]+/documents/?$")
+
+
+def create_app(
+    settings: Settings | None = None, engine_factory: EngineFactory = start_engine
+) -> FastAPI:
+    settings = settings or load_settings()
+    metrics = Metrics()  # before the lifespan: the middleware needs it at build time
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await build_services(settings, engine_factory, metrics)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="ragline",
+        summary="Grounded, cited answers over your documents; OpenAI-compatible.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (chat, completions, models, embeddings, retrieve, collections, jobs, health):
+        app.include_router(router.router)
+
+    upload_limit = int(settings.api.max_upload_mb * 2**20)
+    body_limit = int(settings.api.max_body_mb * 2**20)
+
+    def limit(scope: Scope) -> int:
+        is_upload = scope["method"] == "POST" and _UPLOAD_PATH.match(scope["path"])
+        return upload_limit if is_upload else body_limit
+
+    app.add_middleware(BodyLimit, limit=limit)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees every status
+    return app

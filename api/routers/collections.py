@@ -1,0 +1,234 @@
+"""Collections and their documents; adding documents queues an ingestion job (202)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from pathlib import Path, PurePath
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from filelock import Timeout
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from api.auth import Principal
+from api.deps import PrincipalDep, ServicesDep
+from api.errors import ApiError, not_found
+from api.jobs import JobQueueUnavailable, JobRecord
+from api.routers.common import ERRORS
+from api.schemas import (
+    CollectionList,
+    CollectionOut,
+    Deleted,
+    DocumentList,
+    DocumentOut,
+    IngestPaths,
+    JobOut,
+)
+from api.services import Services
+from api.uploads import allowed_paths, save_uploads, upload_dir
+from ingest.collection import Collection, CollectionError, CollectionNotFound, validate_name
+from ingest.docstore import DocumentRecord
+
+router = APIRouter(tags=["collections"])
+LOCK_WAIT_S = 10.0  # a delete waits this long for a running ingestion to finish
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                    "required": ["files"],
+                }
+            },
+            "application/json": {"schema": IngestPaths.model_json_schema()},
+        },
+    }
+}
+
+
+def _info(collection: Collection) -> CollectionOut:
+    info = collection.info()
+    return CollectionOut(
+        name=info.name,
+        documents=info.documents,
+        chunks=info.chunks,
+        generation=info.generation,
+        index_kind=info.index_kind,
+        size_bytes=info.size_bytes,
+        embedding_model=info.embedding_model,
+    )
+
+
+def _writable_name(name: str, principal: Principal) -> str:
+    try:
+        validate_name(name)
+    except CollectionError as exc:
+        raise ApiError(400, str(exc), param="name", code="invalid_collection_name") from None
+    if not principal.can_use(name):
+        raise not_found(f"collection {name!r}", param="name")
+    return name
+
+
+@router.get("/v1/collections", response_model=CollectionList, responses=ERRORS)
+async def list_collections(services: ServicesDep, principal: PrincipalDep) -> CollectionList:
+    def infos() -> list[CollectionOut]:
+        result = []
+        for name in services.registry.names():
+            if principal.can_use(name):
+                with contextlib.suppress(CollectionError):  # dropped meanwhile
+                    result.append(_info(services.registry.get(name).collection))
+        return result
+
+    return CollectionList(data=await asyncio.to_thread(infos))
+
+
+@router.get("/v1/collections/{name}", response_model=CollectionOut, responses=ERRORS)
+async def get_collection(
+    name: str, services: ServicesDep, principal: PrincipalDep
+) -> CollectionOut:
+    opened = services.collection(name, principal)
+    return await asyncio.to_thread(_info, opened.collection)
+
+
+@router.delete("/v1/collections/{name}", response_model=Deleted, responses=ERRORS)
+async def delete_collection(name: str, services: ServicesDep, principal: PrincipalDep) -> Deleted:
+    """Delete a collection and its uploads (409 while an ingestion job writes it)."""
+    opened = services.collection(name, principal)
+
+    def drop() -> None:
+        lock = opened.collection.writer_lock()
+        try:
+            lock.acquire(timeout=LOCK_WAIT_S)
+        except Timeout:
+            raise ApiError(409, f"collection {name!r} is being ingested; retry later") from None
+        lock.release()
+        try:
+            services.registry.drop(name)
+        except CollectionNotFound:
+            raise not_found(f"collection {name!r}", param="name") from None
+        shutil.rmtree(upload_dir(services.settings.storage.data_dir, name), ignore_errors=True)
+
+    await asyncio.to_thread(drop)
+    return Deleted(id=name, object="collection")
+
+
+@router.post(
+    "/v1/collections/{name}/documents",
+    status_code=202,
+    response_model=JobOut,
+    responses={**ERRORS, 403: {}, 415: {}, 503: {}},
+    openapi_extra=_UPLOAD_BODY,
+)
+async def add_documents(
+    name: str, request: Request, response: Response, services: ServicesDep, principal: PrincipalDep
+) -> JobOut:
+    """Upload files (multipart, field ``files``) or name server paths under
+    ``api.ingest_roots`` (JSON ``{"paths": [...]}``); the collection is created if needed.
+    Returns the queued job; poll ``GET /v1/jobs/{id}``."""
+    _writable_name(name, principal)
+    settings = services.settings
+    content_type = request.headers.get("content-type", "").lower()
+    force = False
+    if content_type.startswith("multipart/form-data"):
+        async with request.form(max_files=1000, max_fields=100) as form:
+            uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+            if not uploads:
+                raise ApiError(400, "no files in the upload (form field 'files')", param="files")
+            files = await save_uploads(
+                uploads,
+                upload_dir(settings.storage.data_dir, name),
+                settings.api.upload_extensions,
+                int(settings.parsing.max_file_mb * 2**20),
+            )
+    elif content_type.startswith("application/json"):
+        try:
+            body = IngestPaths.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ApiError(400, f"invalid body: {first['msg']}", param="paths") from None
+        files = await asyncio.to_thread(allowed_paths, body.paths, settings.api.ingest_roots)
+        force = body.force
+    else:
+        raise ApiError(
+            415,
+            'send files as multipart/form-data, or JSON {"paths": [...]}',
+            code="unsupported_media_type",
+        )
+    job = JobRecord(collection=name, paths=[str(f) for f in files], force=force)
+    try:
+        await asyncio.to_thread(services.jobs.submit, job)
+    except JobQueueUnavailable as exc:
+        raise ApiError(503, str(exc), code="queue_unavailable") from None
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job.out()
+
+
+def _document_out(record: DocumentRecord) -> DocumentOut:
+    return DocumentOut(
+        id=record.doc_id,
+        name=PurePath(record.source).name,
+        file_type=record.file_type,
+        size_bytes=record.size_bytes,
+        chunks=record.n_chunks,
+        ingested_at=record.ingested_at,
+    )
+
+
+@router.get("/v1/collections/{name}/documents", response_model=DocumentList, responses=ERRORS)
+async def list_documents(name: str, services: ServicesDep, principal: PrincipalDep) -> DocumentList:
+    opened = services.collection(name, principal)
+    records = await asyncio.to_thread(opened.collection.docstore.documents)
+    return DocumentList(collection=name, data=[_document_out(r) for r in records])
+
+
+@router.delete(
+    "/v1/collections/{name}/documents/{doc}",
+    response_model=Deleted,
+    responses={**ERRORS, 409: {}},
+)
+async def delete_document(
+    name: str, doc: str, services: ServicesDep, principal: PrincipalDep
+) -> Deleted:
+    """``doc`` is a document id, or its file name when that is unique in the collection."""
+    opened = services.collection(name, principal)
+    await asyncio.to_thread(_delete_document, services, opened.collection, doc)
+    return Deleted(id=doc, object="document")
+
+
+def _delete_document(services: Services, collection: Collection, doc: str) -> None:
+    records = collection.docstore.documents()
+    matches = [r for r in records if str(r.doc_id) == doc] or [
+        r for r in records if PurePath(r.source).name == doc
+    ]
+    if not matches:
+        raise not_found(f"document {doc!r}", param="doc")
+    if len(matches) > 1:
+        raise ApiError(409, f"{len(matches)} documents are named {doc!r}; delete by id")
+    source = matches[0].source
+    settings = services.settings
+    # A writer of its own: the shared reader notices the new generation on its next query.
+    writer = Collection.open(settings.storage.collections_dir, collection.name, settings.index)
+    try:
+        lock = writer.writer_lock()
+        try:
+            lock.acquire(timeout=LOCK_WAIT_S)
+        except Timeout:
+            raise ApiError(409, "the collection is being ingested; retry later") from None
+        try:
+            writer.delete_documents([source])
+        finally:
+            lock.release()
+    finally:
+        writer.close()
+    services.cache.invalidate(collection.name)
+    uploads = upload_dir(settings.storage.data_dir, collection.name).resolve()
+    if Path(source).parent == uploads:
+        Path(source).unlink(missing_ok=True)

@@ -1,0 +1,46 @@
+"""GET /health (engine, Redis, collections) and GET /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.deps import ServicesDep
+from api.schemas import Health
+
+router = APIRouter(tags=["operations"])
+ENGINE_CHECK_S = 5.0
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+async def health(services: ServicesDep) -> JSONResponse:
+    """200 while the engine answers (Redis down is "degraded": answers go on uncached);
+    503 when the engine does not."""
+    engine: dict[str, object] = {"ok": True}
+    try:
+        await asyncio.wait_for(services.engine.check_health(), ENGINE_CHECK_S)
+    except Exception as exc:
+        engine = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    engine["model"] = services.model_id
+    engine["unfinished_requests"] = services.engine.num_unfinished_requests()
+    redis = await asyncio.to_thread(services.redis_status)
+    names = await asyncio.to_thread(services.registry.names)
+    pending = await asyncio.to_thread(services.jobs.store.pending)
+    body = Health(
+        status="ok" if engine["ok"] and redis != "down" else "degraded",
+        engine=engine,
+        redis=redis,
+        collections=len(names),
+        generation={"active": services.admission.active, "queued": services.admission.queued},
+        ingest_queue=pending,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if engine["ok"] else 503)
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(services: ServicesDep) -> Response:
+    # A plain def: FastAPI runs it in a worker thread, where the Redis ping may block.
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

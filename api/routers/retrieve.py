@@ -1,0 +1,82 @@
+"""POST /v1/retrieve: passages with their scores and per-stage timings, no generation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import PurePath
+
+from fastapi import APIRouter
+
+from api.answers import observe_retrieval
+from api.deps import PrincipalDep, ServicesDep
+from api.errors import ApiError
+from api.routers.common import ERRORS
+from api.schemas import ContextOut, PassageOut, RetrieveRequest, RetrieveResponse
+from retrieve.types import MetadataFilter, RetrievalRequest
+
+router = APIRouter(tags=["retrieval"])
+
+
+def _source_pattern(name: str) -> str:
+    """Clients see file names, the docstore keeps full paths: a bare name matches the
+    file of that name in any folder."""
+    return name if "/" in name else f"*/{name}"
+
+
+@router.post("/v1/retrieve", response_model=RetrieveResponse, responses=ERRORS)
+async def retrieve(
+    body: RetrieveRequest, services: ServicesDep, principal: PrincipalDep
+) -> RetrieveResponse:
+    opened = services.collection(body.collection, principal)
+    if body.rerank and services.registry.reranker is None:
+        raise ApiError(400, "reranking is unavailable: no reranker model", param="rerank")
+    filters = body.filters
+    request = RetrievalRequest(
+        body.query,
+        top_k=body.top_k,
+        rerank=body.rerank,
+        mode=body.mode,
+        compress=body.compress,
+        filters=MetadataFilter(
+            sources=[_source_pattern(s) for s in filters.sources],
+            categories=filters.categories,
+            file_types=[t.upper() for t in filters.file_types],
+            ingested_after=filters.ingested_after,
+            ingested_before=filters.ingested_before,
+        ),
+    )
+    started = time.perf_counter()
+    result = await asyncio.to_thread(opened.retrieve, request)
+    observe_retrieval(services, result, time.perf_counter() - started)
+    context = result.context
+    return RetrieveResponse(
+        collection=body.collection,
+        query=body.query,
+        cache_hit=result.cache_hit,
+        passages=[
+            PassageOut(
+                rank=rank,
+                chunk_id=p.chunk_id,
+                source=PurePath(p.source).name,
+                page=p.page,
+                sheet=p.sheet,
+                headings=list(p.headings),
+                category=p.category,
+                score=p.score,
+                dense_score=p.dense_score,
+                bm25_score=p.bm25_score,
+                rerank_score=p.rerank_score,
+                text=p.text,
+            )
+            for rank, p in enumerate(result.passages, start=1)
+        ],
+        timings_ms={k: round(v, 3) for k, v in result.timings.stages.items()},
+        context=(
+            ContextOut(
+                text=context.text, tokens_in=context.tokens_in, tokens_out=context.tokens_out
+            )
+            if context is not None
+            else None
+        ),
+    )

@@ -1,0 +1,20 @@
+"""Running the app under uvicorn: one process, since the engine lives in it."""
+
+from __future__ import annotations
+
+from ragline.settings import Settings
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host or settings.api.host,
+        port=port if port is not None else settings.api.port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()

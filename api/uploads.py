@@ -1,0 +1,136 @@
+"""What an ingestion request may hand over: uploaded files (checked names, types and
+sizes) or server paths under the configured ingest roots."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from starlette.datastructures import UploadFile
+
+from api.errors import ApiError
+from ingest.pipeline import discover
+
+_READ = 1 << 20
+
+
+def upload_dir(data_dir: Path, collection: str) -> Path:
+    """Uploads are kept (ingestion reads them; re-uploading a name updates the document)."""
+    return data_dir / "uploads" / collection
+
+
+def safe_filename(raw: str | None) -> str:
+    """The upload's own name, or 400: no directories, no hidden or special names."""
+    name = (raw or "").strip()
+    if not name:
+        raise ApiError(400, "every uploaded file needs a file name", param="files")
+    if (
+        "/" in name
+        or "\\" in name
+        or name.startswith(".")
+        or len(name) > 255
+        or any(ord(c) < 32 or c == "\x7f" for c in name)
+    ):
+        raise ApiError(
+            400,
+            f"invalid file name {name!r}: a plain name without directories is required",
+            param="files",
+            code="invalid_file_name",
+        )
+    return name
+
+
+def check_extension(name: str, allowed: Sequence[str]) -> None:
+    suffix = Path(name).suffix.lower()
+    if suffix not in {e.lower() for e in allowed}:
+        raise ApiError(
+            415,
+            f"unsupported file type {suffix or '(none)'!r} for {name!r}; "
+            f"supported: {' '.join(sorted(allowed))}",
+            param="files",
+            code="unsupported_file_type",
+        )
+
+
+async def save_uploads(
+    files: Sequence[UploadFile], target: Path, allowed: Sequence[str], max_file_bytes: int
+) -> list[Path]:
+    """Check every file before writing any; write each to a temporary name and rename all
+    at the end, so a refused request leaves no file behind and replaces nothing."""
+    names = [safe_filename(f.filename) for f in files]
+    if len(set(names)) != len(names):
+        raise ApiError(400, "the same file name appears twice in one upload", param="files")
+    for name in names:
+        check_extension(name, allowed)
+    target.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for upload, name in zip(files, names, strict=True):
+            part = target / f".{name}.{uuid.uuid4().hex[:8]}.part"
+            staged.append((part, target / name))
+            written = 0
+            with part.open("wb") as out:
+                while block := await upload.read(_READ):
+                    written += len(block)
+                    if written > max_file_bytes:
+                        raise ApiError(
+                            413,
+                            f"{name} is over the {max_file_bytes / 2**20:.0f} MiB file limit",
+                            param="files",
+                            code="file_too_large",
+                        )
+                    out.write(block)
+            if written == 0:
+                raise ApiError(400, f"{name} is empty", param="files", code="empty_file")
+    except BaseException:
+        for part, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+        raise
+    for part, final in staged:
+        os.replace(part, final)
+    return [final for _, final in staged]
+
+
+def allowed_paths(paths: Sequence[str], roots: Sequence[Path]) -> list[Path]:
+    """Files named (directly or under folders) that all lie under an ingest root; 403
+    otherwise, symlinks included (they are resolved before the check)."""
+    if not roots:
+        raise ApiError(
+            403,
+            "ingesting server paths is disabled: configure api.ingest_roots, or upload files",
+            param="paths",
+            code="paths_disabled",
+        )
+    resolved_roots = [Path(root).resolve() for root in roots]
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_absolute() or not _under(path.resolve(), resolved_roots):
+            raise ApiError(
+                403,
+                f"{raw!r} is not under an allowed ingest root",
+                param="paths",
+                code="path_not_allowed",
+            )
+    try:
+        files = discover(paths)
+    except FileNotFoundError as exc:
+        raise ApiError(400, str(exc), param="paths", code="not_found") from None
+    for file in files:
+        if not _under(file, resolved_roots):  # a symlink out of the root
+            raise ApiError(
+                403,
+                f"{file.name!r} leads outside the allowed ingest roots",
+                param="paths",
+                code="path_not_allowed",
+            )
+    if not files:
+        raise ApiError(400, "no files found under the given paths", param="paths")
+    return files
+
+
+def _under(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
