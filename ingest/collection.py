@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from ingest.docstore import DocStore, DocumentWrite
 from ingest.index import FLAT, VectorIndex
@@ -158,10 +158,18 @@ class Collection:
             if manifest.get("generation") == generation:
                 self._index_generation = generation
                 return VectorIndex.load(index_path, self.settings)
-        return self.rebuild_index()
+        # Persist the rebuilt index only when no writer is at work: a reader saving an
+        # index of generation g could otherwise land after a writer's g+1 and leave the
+        # manifest and the index file disagreeing. A writer (this thread included) saves
+        # its own index when it flushes.
+        try:
+            with FileLock(str(self.path / ".write.lock"), timeout=0):
+                return self.rebuild_index()
+        except Timeout:
+            return self.rebuild_index(persist=False)
 
-    def rebuild_index(self) -> VectorIndex:
-        """Rebuild from the docstore's vectors and persist (flat or IVF by size)."""
+    def rebuild_index(self, persist: bool = True) -> VectorIndex:
+        """Rebuild from the docstore's vectors (flat or IVF by size); ``persist`` saves it."""
         dim = self._dimension()
         generation = self.docstore.generation
         if dim is None:
@@ -177,7 +185,10 @@ class Collection:
             index = VectorIndex.build(dim, ids, vectors, self.settings)
         self._index = index
         self._index_generation = generation
-        self._save_index(index, generation)
+        if persist:
+            self._save_index(index, generation)
+        else:
+            self._index_dirty = True
         return index
 
     def _save_index(self, index: VectorIndex, generation: int) -> None:

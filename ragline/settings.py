@@ -117,8 +117,12 @@ class CompressionSettings(BaseModel):
     redundancy_threshold: float = 0.92  # cosine above this marks a sentence as a repeat
 
 
+REDIS_OFF = ("", "off", "none")
+
+
 class CacheSettings(BaseModel):
-    # Redis when redis_url is set (REDIS_URL or RAGLINE_CACHE__REDIS_URL), in-process otherwise.
+    # Redis when redis_url is set (REDIS_URL or RAGLINE_CACHE__REDIS_URL), in-process otherwise;
+    # "off" keeps Redis off even when REDIS_URL is set.
     redis_url: str | None = None
     max_entries: int = Field(default=10_000, ge=1)  # in-process LRU size
     ttl_s: int = Field(default=3600, ge=1)
@@ -211,6 +215,8 @@ class Settings(BaseSettings):
     def _redis_from_environment(self) -> Settings:
         if self.cache.redis_url is None and os.environ.get("REDIS_URL"):
             self.cache.redis_url = os.environ["REDIS_URL"]
+        elif self.cache.redis_url is not None and self.cache.redis_url.lower() in REDIS_OFF:
+            self.cache.redis_url = None  # explicitly off, whatever REDIS_URL says
         return self
 
     @property

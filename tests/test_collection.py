@@ -112,3 +112,30 @@ def test_drop_removes_the_collection(tmp_path: Path) -> None:
     assert Collection.names(tmp_path) == ["c1"]
     Collection.drop(tmp_path, "c1")
     assert Collection.names(tmp_path) == []
+
+
+def test_reader_rebuilds_in_memory_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    store = _open(tmp_path)
+    store.write_documents([_write("a", 4, rng)])
+    store.flush()
+    store.write_documents([_write("b", 2, rng)])  # committed, index file not yet saved
+    manifest_path = tmp_path / "c1" / Collection.MANIFEST
+    saved = json.loads(manifest_path.read_text())["generation"]
+
+    writer = Collection.open(tmp_path, "c1", IndexSettings())
+    with writer.writer_lock():
+        reader = Collection.open(tmp_path, "c1", IndexSettings())
+        assert reader.index.ntotal == 6  # rebuilt from the docstore, so queries are current
+        # ... but not written: the writer owns the files while it holds the lock.
+        assert json.loads(manifest_path.read_text())["generation"] == saved
+    later = Collection.open(tmp_path, "c1", IndexSettings())
+    assert later.index.ntotal == 6
+    assert json.loads(manifest_path.read_text())["generation"] == later.generation
+
+
+def test_empty_collection_searches_to_nothing(tmp_path: Path) -> None:
+    from retrieve.dense import dense_search
+
+    store = Collection.open(tmp_path, "empty", IndexSettings(), create=True)
+    assert dense_search(store, np.ones(DIM, dtype=np.float32), 5) == []

@@ -199,3 +199,14 @@ def test_rerank_replace_and_rrf_fusion(settings: Settings, embedder: Embedder) -
     )
     assert reranker.calls == 2  # not called when rerank is off
     assert [p.chunk_id for p in skipped.passages] == [p.chunk_id for p in plain.passages[:3]]
+
+
+def test_empty_collection_retrieves_nothing(settings: Settings, embedder: Embedder) -> None:
+    root = settings.storage.collections_dir
+    collection = Collection.open(root, "empty", settings.index, create=True)
+    for mode in ("dense", "bm25", "hybrid"):
+        result = Retriever(settings, collection, embedder).run(
+            RetrievalRequest("anything at all?", mode=mode, use_cache=False)  # type: ignore[arg-type]
+        )
+        assert result.passages == []
+        assert result.context is None or result.context.tokens_out == 0

@@ -31,3 +31,13 @@ def test_alternate_yaml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_overlap_must_be_smaller_than_size() -> None:
     with pytest.raises(ValidationError, match="overlap"):
         load_settings(chunking={"size": 64, "overlap": 64})
+
+
+def test_redis_url_from_environment_and_explicitly_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/3")
+    assert load_settings().cache.redis_url == "redis://127.0.0.1:6379/3"
+    monkeypatch.setenv("RAGLINE_CACHE__REDIS_URL", "off")
+    assert load_settings().cache.redis_url is None
+    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.delenv("RAGLINE_CACHE__REDIS_URL")
+    assert load_settings().cache.redis_url is None
