@@ -57,6 +57,7 @@ class AnswerState:
 
     text: list[str] = field(default_factory=list)
     cited: list[Source] = field(default_factory=list)
+    attributed: list[Source] = field(default_factory=list)
     stats: GenerationStats = field(default_factory=GenerationStats)
 
 
@@ -182,6 +183,7 @@ async def stream_answer(
             state.text.append(delta.text)
             if delta.finished:
                 state.cited = delta.cited
+                state.attributed = delta.attributed
                 state.stats = delta.stats or GenerationStats()
             yield delta
     except (asyncio.CancelledError, GeneratorExit):
@@ -205,8 +207,9 @@ def usage(stats: GenerationStats) -> Usage:
     )
 
 
-def sources_out(sources: list[Source], cited: list[Source], snippet_chars: int) -> list[SourceOut]:
-    numbers = {s.number for s in cited}
+def sources_out(state: AnswerState, sources: list[Source], snippet_chars: int) -> list[SourceOut]:
+    numbers = {s.number for s in state.cited}
+    attributed = {s.number for s in state.attributed}
     return [
         SourceOut(
             number=s.number,
@@ -217,6 +220,7 @@ def sources_out(sources: list[Source], cited: list[Source], snippet_chars: int) 
             score=s.score,
             text=s.text[:snippet_chars],
             cited=s.number in numbers,
+            attributed=s.number in attributed,
         )
         for s in sources
     ]

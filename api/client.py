@@ -29,6 +29,10 @@ class Reply:
     def cited(self) -> list[dict[str, Any]]:
         return [s for s in self.sources if s.get("cited")]
 
+    @property
+    def attributed(self) -> list[dict[str, Any]]:
+        return [s for s in self.sources if s.get("attributed")]
+
 
 class ChatClient:
     def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 300) -> None:

@@ -98,7 +98,9 @@ class SourceOut(BaseModel):
     chunk_id: int
     score: float
     text: str  # snippet
-    cited: bool = False
+    cited: bool = False  # the answer cites it as [number]
+    # The answer cites nothing, but some of its sentences match this source (see README).
+    attributed: bool = False
 
 
 class AssistantMessage(BaseModel):

@@ -151,7 +151,7 @@ async def build_services(
     services = Services(
         settings=settings,
         engine=engine,
-        generator=RagGenerator(engine, settings.generation),
+        generator=RagGenerator(engine, settings.generation, encode=embedder.encode),
         embedder=embedder,
         cache=cache,
         registry=registry,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from generate.citations import cited_numbers
+import numpy as np
+
+from generate.citations import attribute, cited_numbers
 from generate.engine import GenerationEngine
 from generate.prompt import Ordering, PromptBuilder, RagPrompt, Source
 from generate.types import ChatTurn, GenerationStats, SamplingOptions
@@ -19,7 +22,8 @@ class AnswerDelta:
 
     text: str
     finished: bool = False
-    cited: list[Source] = field(default_factory=list)
+    cited: list[Source] = field(default_factory=list)  # written as [n] by the model
+    attributed: list[Source] = field(default_factory=list)  # matched when it cited none
     stats: GenerationStats | None = None
 
 
@@ -34,9 +38,12 @@ class RagGenerator:
         engine: GenerationEngine,
         settings: GenerationSettings,
         ordering: Ordering = "canonical",
+        encode: Callable[[list[str]], np.ndarray] | None = None,
     ) -> None:
+        """``encode`` (the embedding model) enables attribution of uncited answers."""
         self.engine = engine
         self.settings = settings
+        self.encode = encode
         self.builder = PromptBuilder(engine.tokenizer, settings.system_prompt, ordering)
 
     def build_prompt(
@@ -61,6 +68,14 @@ class RagGenerator:
             max_prompt_tokens=self.engine.max_model_len - answer_room,
         )
 
+    async def attribute(self, answer: str, sources: Sequence[Source]) -> list[Source]:
+        threshold = self.settings.attribution_threshold
+        if self.encode is None or threshold <= 0 or not sources:
+            return []
+        texts = [s.text for s in sources]
+        picked = await asyncio.to_thread(attribute, answer, texts, self.encode, threshold)
+        return [sources[i] for i in picked]
+
     async def stream(
         self, prompt: RagPrompt, options: SamplingOptions | None = None
     ) -> AsyncIterator[AnswerDelta]:
@@ -68,7 +83,15 @@ class RagGenerator:
         async for delta in self.engine.stream(prompt.token_ids, options):
             pieces.append(delta.text)
             if delta.finished:
-                cited = cited_sources("".join(pieces), prompt.sources)
-                yield AnswerDelta(delta.text, finished=True, cited=cited, stats=delta.stats)
+                answer = "".join(pieces)
+                cited = cited_sources(answer, prompt.sources)
+                attributed = [] if cited else await self.attribute(answer, prompt.sources)
+                yield AnswerDelta(
+                    delta.text,
+                    finished=True,
+                    cited=cited,
+                    attributed=attributed,
+                    stats=delta.stats,
+                )
             elif delta.text:
                 yield AnswerDelta(delta.text)

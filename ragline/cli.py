@@ -354,9 +354,14 @@ def chat(
                 err_console.print(f"[bold red]error:[/] {exc}")
                 continue
             console.print()
-            # The cited sources; when the answer cites none, the ones it was given.
-            shown = reply.cited or reply.sources
-            title = "sources" if reply.cited else "sources given (none cited)"
+            # The cited sources; when the answer cites none, those its sentences match;
+            # failing that, the ones it was given.
+            if reply.cited:
+                shown, title = reply.cited, "sources cited"
+            elif reply.attributed:
+                shown, title = reply.attributed, "sources the answer draws on (not cited by number)"
+            else:
+                shown, title = reply.sources, "sources given (none cited)"
             if shown:
                 console.print(f"[bold]{title}[/]")
             for source in shown:

@@ -146,6 +146,9 @@ class GenerationSettings(BaseModel):
     # ones, so vLLM's prefix cache reuses them; "compressed": the question-specific
     # extract from context compression (shorter prompts, little cache reuse).
     context: Literal["passages", "compressed"] = "passages"
+    # When an answer cites no [n] itself (small models rarely do), its sentences are
+    # attributed to the sources they match at this embedding cosine or above (0: off).
+    attribution_threshold: float = Field(default=0.5, ge=0, le=1)
     # Sampling defaults; each request may override them.
     max_tokens: int = Field(default=256, ge=1)
     temperature: float = Field(default=0.2, ge=0)

@@ -245,8 +245,14 @@ def test_chat_with_sources(server: Server) -> None:
     assert [s["number"] for s in sources] == list(range(1, len(sources) + 1))
     assert "layout-parser-paper-fast.pdf" in {s["source"] for s in sources}
     for source in sources:
-        assert {"page", "headings", "chunk_id", "score", "text", "cited"} <= set(source)
+        assert {"page", "headings", "chunk_id", "score", "text", "cited", "attributed"} <= set(
+            source
+        )
         assert isinstance(source["cited"], bool) and source["text"]
+        assert not (source["cited"] and source["attributed"])
+    # Whether the model wrote [n] or not, the answer comes back tied to its sources.
+    answer = response.choices[0].message.content
+    assert any(s["cited"] or s["attributed"] for s in sources), (answer, sources)
 
 
 def test_chat_stream_and_prefix_cache(server: Server) -> None:

@@ -121,3 +121,21 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def test_uncited_answers_are_attributed_by_similarity(embedder) -> None:  # type: ignore[no-untyped-def]
+    from generate.citations import attribute
+
+    sources = [
+        "The Eiffel Tower in Paris was completed in 1889 for the World's Fair.",
+        "Mount Fuji is the highest mountain in Japan, at 3,776 metres.",
+        "Sourdough bread is leavened with a culture of wild yeast and bacteria.",
+    ]
+    answer = (
+        "Japan's highest mountain is Mount Fuji, which rises 3,776 metres. "
+        "The Eiffel Tower was finished in 1889."
+    )
+    assert attribute(answer, sources, embedder.encode, threshold=0.5) == [1, 0]
+    unrelated = "Quantum chromodynamics describes the strong interaction between quarks."
+    assert attribute(unrelated, sources, embedder.encode, threshold=0.5) == []
+    assert attribute("Yes.", sources, embedder.encode, threshold=0.5) == []  # too short

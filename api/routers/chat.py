@@ -92,7 +92,7 @@ async def _complete(
         ],
         usage=usage(state.stats),
         sources=sources_out(
-            prepared.prompt.sources, state.cited, services.settings.api.snippet_chars
+            state, prepared.prompt.sources, services.settings.api.snippet_chars
         ),
     )
 
@@ -132,7 +132,7 @@ async def _events(
         yield sse("[DONE]")
         return
     yield delta({}, state.stats.finish_reason or "stop")
-    sources = sources_out(prepared.prompt.sources, state.cited, services.settings.api.snippet_chars)
+    sources = sources_out(state, prepared.prompt.sources, services.settings.api.snippet_chars)
     # OpenAI's usage chunk has no choices; ragline's sources ride on the same chunk.
     yield chunk(
         [],

@@ -1,0 +1,255 @@
+"""Benchmark plumbing: FLOP arithmetic, figure formatting, the README section. Nothing
+here times anything or loads a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.common import parse_spread, ratio_spread, speed_ratios, spread, verdict
+from bench.flops import (
+    MINILM_L6,
+    CpuPeak,
+    EncoderShape,
+    cpu_peak,
+    encoder_flops,
+    mean_encoder_flops,
+    passages_per_s_bound,
+    simd_from_flags,
+)
+from bench.report import (
+    END,
+    START,
+    MarkerError,
+    build_section,
+    ingest_line,
+    replace_between_markers,
+)
+
+# -- FLOPs ------------------------------------------------------------------------------
+
+
+def test_encoder_flops_by_hand_on_a_tiny_shape() -> None:
+    shape = EncoderShape(layers=1, hidden=2, intermediate=4, heads=1)
+    # 8·n·d² + 4·n·d·d_ff + 4·n²·d at n=3, d=2, d_ff=4: 96 + 96 + 72
+    assert encoder_flops(shape, 3) == 264
+    assert encoder_flops(EncoderShape(2, 2, 4, 1), 3) == 2 * 264
+
+
+def test_minilm_l6_flops_per_passage() -> None:
+    assert MINILM_L6.layer_params == 4 * 384 * 384 + 2 * 384 * 1536 == 1_769_472
+    # 6 · (2 · 1,769,472 · 128 + 4 · 128² · 384)
+    assert encoder_flops(MINILM_L6, 128) == 6 * (2 * 1_769_472 * 128 + 4 * 128 * 128 * 384)
+    assert encoder_flops(MINILM_L6, 128) == pytest.approx(2.869e9, rel=1e-3)
+
+
+def test_bert_base_matches_the_usual_figure() -> None:
+    bert_base = EncoderShape(layers=12, hidden=768, intermediate=3072, heads=12)
+    assert encoder_flops(bert_base, 128) == pytest.approx(22.35e9, rel=1e-3)
+
+
+def test_shape_read_from_the_model_config(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(
+        '{"num_hidden_layers": 6, "hidden_size": 384, "intermediate_size": 1536,'
+        ' "num_attention_heads": 12, "vocab_size": 30522}'
+    )
+    assert EncoderShape.from_config(tmp_path) == MINILM_L6
+
+
+def test_mean_flops_is_not_below_flops_at_the_mean_count() -> None:
+    counts = [32, 256]
+    assert mean_encoder_flops(MINILM_L6, counts) > encoder_flops(MINILM_L6, 144)
+    assert mean_encoder_flops(MINILM_L6, [100, 100]) == encoder_flops(MINILM_L6, 100)
+    with pytest.raises(ValueError):
+        mean_encoder_flops(MINILM_L6, [])
+
+
+@pytest.mark.parametrize(
+    ("flags", "isa", "per_cycle"),
+    [
+        ({"sse2", "avx", "avx2", "fma", "avx512f"}, "AVX-512F", 64),
+        ({"sse2", "avx", "avx2", "fma"}, "AVX2+FMA", 32),
+        ({"sse2", "sse4_2"}, "SSE", 8),
+    ],
+)
+def test_flops_per_cycle_from_cpu_flags(flags: set[str], isa: str, per_cycle: int) -> None:
+    name, lanes, fma = simd_from_flags(flags)
+    assert name == isa
+    assert CpuPeak(1, 1.0, "test", name, lanes, fma).flops_per_cycle == per_cycle
+
+
+CPUINFO = "\n\n".join(
+    f"processor\t: {cpu}\nvendor_id\t: GenuineIntel\nphysical id\t: 0\ncore id\t\t: {cpu // 2}\n"
+    f"cpu MHz\t\t: 2000.000\nflags\t\t: fpu sse2 avx avx2 fma\nbogomips\t: 4000.00"
+    for cpu in range(4)
+)
+
+
+def test_peak_counts_physical_cores_of_the_affinity_mask() -> None:
+    peak = cpu_peak(CPUINFO, allowed=[0, 1, 2, 3], max_khz=None)
+    assert peak.cores == 2  # two SMT siblings per core
+    assert peak.ghz == pytest.approx(2.0)
+    assert peak.flops == pytest.approx(2 * 2.0e9 * 32)
+    assert cpu_peak(CPUINFO, allowed=[0], max_khz=None).cores == 1
+    assert "AVX2+FMA" in " ".join(peak.assumptions())
+
+
+def test_peak_prefers_the_cpufreq_maximum() -> None:
+    peak = cpu_peak(CPUINFO, allowed=[0, 2], max_khz=3_500_000)
+    assert (peak.cores, peak.ghz, peak.clock_source) == (2, 3.5, "cpufreq maximum")
+
+
+def test_passages_per_second_bound() -> None:
+    assert passages_per_s_bound(332e9, encoder_flops(MINILM_L6, 128)) == pytest.approx(
+        115.7, rel=1e-3
+    )
+
+
+# -- figures ----------------------------------------------------------------------------
+
+
+def test_spread_and_its_parse_round_trip() -> None:
+    assert spread([3.0, 1.0, 2.0]) == "2.00 (1.00-3.00)"
+    assert spread([1.5]) == "1.50"
+    assert parse_spread("2.00 (1.00-3.00)") == (2.0, 1.0, 3.0)
+    assert parse_spread("1.50") == (1.5, 1.5, 1.5)
+    assert parse_spread("1.25x (1.10-1.40)") == (1.25, 1.10, 1.40)
+    assert parse_spread("1.25x (1.10\u20131.40)") == (1.25, 1.10, 1.40)  # en dash
+    with pytest.raises(ValueError):
+        parse_spread("-")
+
+
+def test_speed_ratios_pair_repeats_and_orient_latencies() -> None:
+    assert speed_ratios([10, 20], [5, 40]) == [2.0, 0.5]  # rates: ours / theirs
+    assert speed_ratios([10, 20], [5, 40], higher_is_faster=False) == [0.5, 2.0]  # latencies
+    with pytest.raises(ValueError):
+        speed_ratios([1, 2], [1])
+    assert ratio_spread([1.0, 1.5, 1.2]) == "1.20x (1.00-1.50)"
+    assert ratio_spread([0.8]) == "0.80x"
+
+
+def test_verdict_follows_the_numbers() -> None:
+    assert verdict(1.3, 1.2, 1.4) == "ahead"
+    assert verdict(0.8, 0.7, 0.9) == "behind"
+    assert verdict(0.95, 0.9, 1.05) == "behind at the median, within run-to-run spread"
+    assert verdict(1.05, 0.9, 1.1) == "ahead at the median, within run-to-run spread"
+    assert verdict(0.5, 0.5, 0.5) == "behind"
+
+
+# -- README section ---------------------------------------------------------------------
+
+
+def test_markers_replace_only_between_them() -> None:
+    before = f"# Title\n\nintro\n{START}\nold line\nold 2\n{END}\n\n## After\ntext\n"
+    after = replace_between_markers(before, "new section\n")
+    assert after == f"# Title\n\nintro\n{START}\nnew section\n{END}\n\n## After\ntext\n"
+    assert replace_between_markers(after, "new section") == after  # idempotent
+
+
+def test_markers_keep_outside_bytes_even_inline() -> None:
+    text = f"a  {START}x{END}  b\r\n"
+    assert replace_between_markers(text, "y") == f"a  {START}\ny\n{END}  b\r\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no markers at all\n",
+        f"only the start {START}\n",
+        f"{START}\n{START}\n{END}\n",
+        f"{END}\nreversed\n{START}\n",
+    ],
+)
+def test_markers_missing_or_wrong_refuse(text: str) -> None:
+    with pytest.raises(MarkerError):
+        replace_between_markers(text, "body")
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+ENV = "Environment: 2026-11-25 · x86_64 · 2 CPUs · Python 3.11.7 · torch 2.13.0"
+
+
+def test_section_is_built_from_the_tables(tmp_path: Path) -> None:
+    results = tmp_path / "bench" / "results"
+    header = (
+        "corpus,system,docs,chunks,docs/s,chunks/s,embeddings/s,tokens/passage,"
+        "FLOP bound emb/s,emb/s ÷ bound,docs/s vs LlamaIndex,emb/s vs plain\n"
+    )
+    _write(
+        results / "ingest.csv",
+        header + "SciFact,ragline (chunk → embed → write),300,550,3.0 (2.9-3.1),5,12,190,76,"
+        "0.16 (0.15-0.17),0.80x (0.70-0.90),1.02x (0.98-1.05)\n"
+        + "SciFact,LlamaIndex 0.14 (IngestionPipeline → VectorStoreIndex),300,540,3.7,5,12,"
+        "190,76,0.16,-,1.00x\n",
+    )
+    _write(results / "ingest.md", f"# Ingestion\n\n{ENV}\n")
+    _write(results / "ingest.png", "png")
+    _write(
+        results / "query.csv",
+        "configuration,p50 ms,p95 ms,speed vs LlamaIndex (FAISS),speed vs plain\n"
+        "plain encode + FAISS (floor),10.0 (9-11),12,0.9x,-\n"
+        "LlamaIndex retriever, FAISS store (peer),11.0 (10-12),13,-,0.91x\n".replace(
+            "LlamaIndex retriever, FAISS store (peer)", '"LlamaIndex retriever, FAISS store"'
+        )
+        + "ragline dense,9.0 (8-10),11,1.22x (1.10-1.30),1.11x (1.05-1.20)\n",
+    )
+    _write(
+        results / "generate.csv",
+        "system,prompt,prompt tokens,TTFT ms,decode tok/s,cached fraction\n"
+        "ragline GenerationEngine (in-process),first question,900,200.0 (190-210),50.0,-\n"
+        "vllm serve 0.32.0 (HTTP; /v1/completions),first question,900,250.0,55.0,-\n"
+        '"ragline, canonical source order",second question,900,50.0,50.0,0.9\n'
+        '"ragline, score source order",second question,900,150.0,50.0,0.1\n',
+    )
+    _write(results / "scifact" / "eval.md", "# eval\n\nQuality/latency frontier: bm25 c256/o32\n")
+    _write(results / "scifact" / "eval.png", "png")
+
+    section = build_section(results, tmp_path)
+    assert "x86_64 · 2 CPUs" in section
+    assert "0.80x (0.70-0.90) LlamaIndex's documents/s — behind" in section
+    assert "16% of the CPU's FP32 FLOP bound" in section
+    assert "[plot](bench/results/ingest.png)" in section
+    assert "1.22x (1.10-1.30) LlamaIndex's speed — ahead" in section
+    assert "TTFT 1.25x vllm serve 0.32.0's speed — ahead" in section
+    assert "decode tokens/s 0.91x — behind" in section
+    assert "3.0x sooner" in section
+    assert "Load** not measured yet" in section
+    assert "frontier on SciFact (`ragline eval --sweep`): bm25 c256/o32" in section
+    assert "![SciFact nDCG@10 vs p50 latency](bench/results/scifact/eval.png)" in section
+    assert "(2026-11-25)" in section
+
+
+def test_missing_peer_and_unreadable_tables_are_said(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "ingest.csv",
+        "corpus,system,docs,chunks,docs/s,chunks/s,embeddings/s,tokens/passage,"
+        "FLOP bound emb/s,emb/s ÷ bound,docs/s vs LlamaIndex,emb/s vs plain\n"
+        "samples,ragline (chunk → embed → write),8,32,2,9,9,85,170,0.06,-,1.19x (1.03-1.36)\n",
+    )
+    assert "LlamaIndex was not installed" in ingest_line(tmp_path, lambda name: name)
+    _write(tmp_path / "query.csv", "something,else\n1,2\n")
+    section = build_section(tmp_path, tmp_path)
+    assert "Query latency** table not readable" in section
+    assert "](ingest.md)" in section
+
+
+def test_load_line_reads_the_busiest_level(tmp_path: Path) -> None:
+    header = (
+        "clients,answers,answers/s,tokens/s,TTFT p50 ms,TTFT p95 ms,TTFT p99 ms,TPOT p50 ms,"
+        "TPOT p95 ms,TPOT p99 ms,latency p50 ms,latency p95 ms,KV prefix cached,429,errors,"
+        "cut streams\n"
+    )
+    _write(
+        tmp_path / "load.csv",
+        header
+        + "1,3,0.17,5.5,634,653,653,182,216,216,6278,7338,95%,0,0,0\n"
+        + "4,9,0.48,14.5,1548,2238,2238,214,258,258,7225,9105,94%,0,1,0\n",
+    )
+    section = build_section(tmp_path, tmp_path)
+    assert "with 4 streaming clients: 0.48 answers/s, 14.5 tokens/s, TTFT p50 1548 ms" in section
+    assert "1 errors or cut streams" in section
