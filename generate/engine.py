@@ -118,6 +118,11 @@ class GenerationEngine:
             temperature=options.temperature if options.temperature is not None else s.temperature,
             top_p=options.top_p if options.top_p is not None else s.top_p,
             seed=options.seed,
+            repetition_penalty=(
+                options.repetition_penalty
+                if options.repetition_penalty is not None
+                else s.repetition_penalty
+            ),
             stop=list(options.stop) or None,
             ignore_eos=options.ignore_eos,
             output_kind=RequestOutputKind.DELTA,

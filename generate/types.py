@@ -23,6 +23,7 @@ class SamplingOptions:
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
+    repetition_penalty: float | None = None
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
 

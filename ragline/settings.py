@@ -153,6 +153,8 @@ class GenerationSettings(BaseModel):
     max_tokens: int = Field(default=256, ge=1)
     temperature: float = Field(default=0.2, ge=0)
     top_p: float = Field(default=0.9, gt=0, le=1)
+    # Above 1 discourages repeating tokens: small models otherwise loop on a phrase.
+    repetition_penalty: float = Field(default=1.15, gt=0)
     system_prompt: str = (
         "You answer questions using only the numbered sources below. Cite the sources you "
         "use with their numbers in square brackets, like [1]. If the sources do not contain "
