@@ -82,9 +82,7 @@ def load_passage_sets(path: Path, pairs: int, embedder: Embedder) -> list[Passag
             scored.append(
                 [
                     Passage(n, text, f"pubmed-{doc}", float(s), position, "text")
-                    for n, ((doc, position, text), s) in enumerate(
-                        zip(texts, scores, strict=True)
-                    )
+                    for n, ((doc, position, text), s) in enumerate(zip(texts, scores, strict=True))
                 ]
             )
         sets.append(PassageSet(questions, (scored[0], scored[1])))
@@ -219,9 +217,7 @@ async def run_second_question(
             for passage_set in sets:
                 await engine.reset_prefix_cache()
                 for turn in (0, 1):
-                    prompt = builder.build(
-                        passage_set.questions[turn], passage_set.passages[turn]
-                    )
+                    prompt = builder.build(passage_set.questions[turn], passage_set.passages[turn])
                     _, stats = await engine.complete(prompt.token_ids, options)
                 results[ordering].append(
                     Timing(

@@ -1,10 +1,19 @@
-"""Ingestion throughput, with a plain sentence-transformers loop as the floor.
+"""Ingestion throughput against LlamaIndex, with a plain sentence-transformers loop as the
+floor and the CPU's FLOP limit as the ceiling.
 
-    python -m bench.ingest [PATH ...] [--repeats N]
+    python -m bench.ingest [PATH ...] [--scifact-docs N] [--repeats R] [--quick]
 
-Runs the full pipeline (parse → chunk → embed → write) into a throw-away collection,
-then encodes the very same chunk texts with a bare ``SentenceTransformer.encode`` loop
-in the same process, so embeddings/s is reported as a fraction of that peer.
+Two corpora: files (default samples/), and the first N SciFact abstracts as records.
+Per repeat, in the same process and rotating the order:
+- ragline from files: parse (unstructured) → chunk → embed → write, into a fresh collection;
+- ragline from parsed documents: chunk → embed → write (``IngestPipeline.ingest_documents``);
+- LlamaIndex from the same parsed text: IngestionPipeline (SentenceSplitter with the same
+  chunk size/overlap in the same model's tokens → HuggingFaceEmbedding on the same model
+  folder) → FAISS-backed VectorStoreIndex, persisted (bench/peers/llamaindex.py);
+- plain encode: ragline's chunk texts through a bare ``SentenceTransformer.encode``.
+docs/s is compared from parsed documents, since parsing is a different library in each
+(LlamaIndex's file readers for PPTX and images need hub models, unavailable offline).
+Embeddings/s is set against the model's FLOP bound on this CPU (bench/flops.py).
 """
 
 from __future__ import annotations
@@ -12,7 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,84 +30,328 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.common import environment, spread, write_table
+from bench.common import (
+    Bar,
+    Panel,
+    environment,
+    ratio_spread,
+    speed_ratios,
+    spread,
+    write_plot,
+    write_table,
+)
+from bench.flops import (
+    EncoderShape,
+    cpu_peak,
+    mean_encoder_flops,
+    measured_gemm_flops,
+    passages_per_s_bound,
+)
+from bench.peers import llamaindex
+from bench.peers.plain import encode_rate
+from ingest.chunk import Chunker
 from ingest.collection import Collection
 from ingest.embed import Embedder, pick_device
-from ingest.pipeline import IngestPipeline, Status
-from ragline.settings import PROJECT_ROOT, load_settings
+from ingest.parallel import parse_files
+from ingest.pipeline import IngestPipeline, IngestReport, Status, discover
+from ingest.tokens import HFTokenCounter
+from ingest.types import ParsedDocument
+from ragline.beir import BeirDataset, load_beir
+from ragline.settings import PROJECT_ROOT, Settings, load_settings
+from retrieve.evaluate import beir_documents
+
+DEFAULT_SCIFACT = (
+    Path(os.environ.get("RAGLINE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+    / "beir"
+    / "scifact"
+)
+RAGLINE_FILES = "ragline, from files (parse → chunk → embed → write)"
+RAGLINE = "ragline (chunk → embed → write)"
+PLAIN = "plain SentenceTransformer.encode (floor)"
+
+
+@dataclass(slots=True)
+class Series:
+    """One system on one corpus: a figure per repeat."""
+
+    docs: int = 0
+    chunks: int = 0
+    docs_s: list[float] = field(default_factory=list)
+    chunks_s: list[float] = field(default_factory=list)
+    emb_s: list[float] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list, repr=False)  # what was embedded
+
+
+@dataclass(slots=True)
+class Corpus:
+    name: str
+    documents: list[ParsedDocument]
+    paths: list[str] | None = None  # files: also run ragline from the files themselves
+
+
+def document_text(document: ParsedDocument) -> str:
+    """A parsed document as the plain text a LlamaIndex Document holds."""
+    return "\n\n".join(element.text for element in document.elements if element.text.strip())
+
+
+def scifact_subset(root: Path, docs: int) -> list[ParsedDocument]:
+    data = load_beir(root, "test")
+    corpus = dict(list(data.corpus.items())[:docs])
+    return beir_documents(BeirDataset(corpus, {}, {}))
+
+
+def _run_ragline(
+    settings: Settings, embedder: Embedder, work: Callable[[IngestPipeline], IngestReport]
+) -> IngestReport:
+    with tempfile.TemporaryDirectory() as tmp:
+        local = settings.model_copy(deep=True)
+        local.storage.data_dir = Path(tmp)
+        store = Collection.open(local.storage.collections_dir, "bench", local.index, create=True)
+        try:
+            return work(IngestPipeline(local, store, embedder=embedder))
+        finally:
+            store.close()
+
+
+def _add(series: Series, docs: int, chunks: int, seconds: float, embed_seconds: float) -> None:
+    series.docs, series.chunks = docs, chunks
+    series.docs_s.append(docs / seconds)
+    series.chunks_s.append(chunks / seconds)
+    series.emb_s.append(chunks / embed_seconds)
+
+
+def measure(
+    corpus: Corpus,
+    settings: Settings,
+    embedder: Embedder,
+    peer: llamaindex.LlamaIndexPeer | None,
+    repeats: int,
+) -> dict[str, Series]:
+    chunker = Chunker(settings.chunking, HFTokenCounter(embedder.model_path))
+    ragline_texts = [c.text for d in corpus.documents if d.ok for c in chunker.run(d)]
+    pairs = [(d.source, document_text(d)) for d in corpus.documents if d.ok]
+    peer_name = f"LlamaIndex {llamaindex.version()} (IngestionPipeline → VectorStoreIndex)"
+    out: dict[str, Series] = {}
+    if corpus.paths:
+        out[RAGLINE_FILES] = Series(texts=ragline_texts)
+    out[RAGLINE] = Series(texts=ragline_texts)
+    if peer is not None:
+        out[peer_name] = Series()
+    out[PLAIN] = Series(texts=ragline_texts)
+
+    def ragline_files() -> None:
+        paths = corpus.paths or []
+        report = _run_ragline(settings, embedder, lambda p: p.run(paths))
+        chunks = report.chunks_embedded
+        _add(
+            out[RAGLINE_FILES],
+            report.count(Status.INGESTED),
+            chunks,
+            report.seconds,
+            report.embed_seconds,
+        )
+
+    def ragline_parsed() -> None:
+        report = _run_ragline(settings, embedder, lambda p: p.ingest_documents(corpus.documents))
+        chunks = report.chunks_embedded
+        _add(
+            out[RAGLINE],
+            report.count(Status.INGESTED),
+            chunks,
+            report.seconds,
+            report.embed_seconds,
+        )
+
+    def llama() -> None:
+        assert peer is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            run = peer.ingest(pairs, Path(tmp))
+        _add(out[peer_name], len(pairs), run.nodes, run.seconds, run.embed_seconds)
+        out[peer_name].texts = run.texts
+
+    def plain() -> None:
+        rate = encode_rate(embedder.model, ragline_texts, settings.embedding.batch_size)
+        series = out[PLAIN]
+        series.chunks = len(ragline_texts)
+        series.emb_s.append(rate)
+
+    steps: list[Callable[[], None]] = [ragline_parsed, plain]
+    if corpus.paths:
+        steps.insert(0, ragline_files)
+    if peer is not None:
+        steps.insert(1, llama)
+    for repeat in range(repeats):
+        shift = repeat % len(steps)  # rotate the order: no system always runs first
+        for step in steps[shift:] + steps[:shift]:
+            step()
+        print(f"  {corpus.name}: repeat {repeat + 1}/{repeats} done", flush=True)
+    return out
+
+
+def short_label(name: str) -> str:
+    """A system's name as a plot label."""
+    labels = {RAGLINE_FILES: "ragline, from files", RAGLINE: "ragline, parsed text"}
+    return labels.get(name, name.split(" (")[0])
+
+
+def token_counts(embedder: Embedder, texts: Sequence[str]) -> list[int]:
+    """Tokens per passage as the model sees them: special tokens in, truncated."""
+    model = embedder.model
+    encoded = model.tokenizer(
+        list(texts), truncation=True, max_length=model.max_seq_length, verbose=False
+    )["input_ids"]
+    return [len(ids) for ids in encoded]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("paths", nargs="*", default=[str(PROJECT_ROOT / "samples")])
+    parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder")
+    parser.add_argument("--scifact-docs", type=int, default=150, help="first N abstracts (0: none)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2 repeats, 40 abstracts")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.scifact_docs = 2, min(args.scifact_docs, 40)
 
-    docs_s, chunks_s, emb_s, plain_s, ratios = [], [], [], [], []
-    files = chunks = 0
-    for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            settings = load_settings(storage={"data_dir": Path(tmp)})
-            embedder = Embedder(settings.embedding)
-            store = Collection.open(
-                settings.storage.collections_dir, "bench", settings.index, create=True
+    settings = load_settings()
+    embedder = Embedder(settings.embedding)
+    embedder.encode(["warm up"])
+    peer_version = llamaindex.version()
+    peer = None
+    if peer_version is not None:
+        peer = llamaindex.LlamaIndexPeer(
+            embedder.model_path,
+            settings.chunking.size,
+            settings.chunking.overlap,
+            settings.embedding.batch_size,
+        )
+    else:
+        print(llamaindex.MISSING)
+
+    files = [p for p in discover(args.paths)]
+    parsed = [d for d in parse_files(files, settings.parsing) if d.ok]
+    corpora = [Corpus(", ".join(Path(p).name for p in args.paths), parsed, list(args.paths))]
+    if args.scifact_docs and (args.scifact / "corpus.jsonl").exists():
+        corpora.append(
+            Corpus(
+                f"SciFact, first {args.scifact_docs} abstracts",
+                scifact_subset(args.scifact, args.scifact_docs),
             )
-            report = IngestPipeline(settings, store, embedder=embedder).run(args.paths)
-            texts = [c.text for c in store.docstore.iter_chunks()]
-            store.close()
+        )
 
-            # The peer: the same model and texts through a bare encode loop.
-            model = embedder.model
-            started = time.perf_counter()
-            model.encode(
-                texts,
-                batch_size=settings.embedding.batch_size,
-                normalize_embeddings=True,
-                show_progress_bar=False,
+    results = {}
+    for corpus in corpora:
+        print(
+            f"{corpus.name}: {len(corpus.documents)} documents, {args.repeats} repeats", flush=True
+        )
+        results[corpus.name] = measure(corpus, settings, embedder, peer, args.repeats)
+
+    shape = EncoderShape.from_config(embedder.model_path)
+    peak = cpu_peak()
+    gemm = measured_gemm_flops()
+    rows: list[list[object]] = []
+    panels: list[Panel] = []
+    for corpus_name, systems in results.items():
+        peer_series = next(
+            (s for name, s in systems.items() if name.startswith("LlamaIndex")), None
+        )
+        plain_series = systems[PLAIN]
+        bounds: dict[str, float] = {}
+        for name, series in systems.items():
+            counts = token_counts(embedder, series.texts) if series.texts else []
+            bound = (
+                passages_per_s_bound(peak.flops, mean_encoder_flops(shape, counts))
+                if counts
+                else 0.0
             )
-            plain = len(texts) / (time.perf_counter() - started)
+            bounds[name] = bound
+            vs_peer = vs_plain = "-"
+            if (
+                peer_series is not None
+                and series is not peer_series
+                and series.docs_s
+                and name != RAGLINE_FILES
+            ):
+                vs_peer = ratio_spread(speed_ratios(series.docs_s, peer_series.docs_s))
+            if series is not plain_series and series.emb_s:
+                vs_plain = ratio_spread(speed_ratios(series.emb_s, plain_series.emb_s))
+            rows.append([
+                corpus_name, name, series.docs or "-", series.chunks,
+                spread(series.docs_s) if series.docs_s else "-",
+                spread(series.chunks_s) if series.chunks_s else "-",
+                spread(series.emb_s),
+                f"{sum(counts) / len(counts):.0f}" if counts else "-",
+                f"{bound:.0f}" if bound else "-",
+                spread([r / bound for r in series.emb_s], 3) if bound else "-",
+                vs_peer, vs_plain,
+            ])  # fmt: skip
+        panels.append(
+            Panel(
+                f"{corpus_name}: documents/s",
+                "documents/s (median, min-max)",
+                [
+                    Bar(
+                        short_label(name),
+                        s.docs_s,
+                        peer=not name.startswith("ragline"),
+                    )
+                    for name, s in systems.items()
+                    if s.docs_s
+                ],
+            )
+        )
+        panels.append(
+            Panel(
+                f"{corpus_name}: embeddings/s",
+                "passages embedded per second",
+                [
+                    Bar(
+                        short_label(name),
+                        s.emb_s,
+                        peer=not name.startswith("ragline"),
+                    )
+                    for name, s in systems.items()
+                    if s.emb_s
+                ],
+                reference=("FP32 FLOP bound", bounds[RAGLINE]),
+            )
+        )
 
-        files = report.count(Status.INGESTED)
-        chunks = report.chunks_embedded
-        docs_s.append(files / report.seconds)
-        chunks_s.append(chunks / report.seconds)
-        emb_s.append(chunks / report.embed_seconds)
-        plain_s.append(plain)
-        ratios.append(emb_s[-1] / plain)
-
+    env = environment(
+        ["unstructured", "sentence-transformers", "torch", "faiss-cpu", *llamaindex.PACKAGES]
+    )
+    notes = [
+        "Environment: " + env,
+        f"Model: {settings.embedding.model} on {pick_device(settings.embedding.device)}, batch "
+        f"{settings.embedding.batch_size}; chunks of {settings.chunking.size} tokens, overlap "
+        f"{settings.chunking.overlap}, in both systems. Median (min-max) of {args.repeats} "
+        "repeats, systems run in rotating order in one process.",
+        "Ratios are speed ratios from the same repeat, ragline ÷ peer (>1: ragline faster): "
+        "documents/s vs LlamaIndex on the same parsed text (chunk, embed, index, persist; "
+        "parsing is not compared), embeddings/s vs the plain encode loop. "
+        "Embeddings/s counts encode time only.",
+        f"FLOP bound: the CPU's peak FP32 rate / the model's FLOPs per passage at each "
+        f"system's own token counts (bench/flops.py). {'; '.join(peak.assumptions())}. "
+        f"torch's FP32 GEMM reaches {gemm / 1e9:.0f} GFLOP/s here ({gemm / peak.flops:.0%} "
+        "of that peak).",
+    ]
+    if peer is None:
+        notes.append(llamaindex.MISSING + ".")
     write_table(
         "ingest",
-        "Ingestion throughput",
+        "Ingestion throughput vs LlamaIndex",
         [
-            "corpus",
-            "files ingested",
-            "chunks",
-            "docs/s",
-            "chunks/s (end to end)",
-            "embeddings/s (pipeline)",
-            "embeddings/s (plain encode)",
-            "pipeline / plain",
+            "corpus", "system", "docs", "chunks", "docs/s", "chunks/s", "embeddings/s",
+            "tokens/passage", "FLOP bound emb/s", "emb/s ÷ bound", "docs/s vs LlamaIndex",
+            "emb/s vs plain",
         ],
-        [
-            [
-                ", ".join(Path(p).name for p in args.paths),
-                files,
-                chunks,
-                spread(docs_s),
-                spread(chunks_s),
-                spread(emb_s),
-                spread(plain_s),
-                spread(ratios),
-            ]
-        ],
-        [
-            "Environment: "
-            + environment(["unstructured", "sentence-transformers", "torch", "faiss-cpu"]),
-            f"Model: {load_settings().embedding.model} on {pick_device('auto')}; "
-            f"median (min-max) of {args.repeats} runs. End-to-end rates include parsing "
-            "(unstructured), chunking and writing; embeddings/s counts encode time only.",
-        ],
-    )
+        rows,
+        notes,
+    )  # fmt: skip
+    write_plot("ingest", "Ingestion throughput (bars: median; whiskers: min-max)", panels, env)
 
 
 if __name__ == "__main__":

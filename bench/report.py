@@ -1,0 +1,287 @@
+"""The results section of README.md, regenerated from the tables in bench/results/.
+
+    python -m bench report [--results DIR] [--readme README.md] [--no-readme]
+
+One line per benchmark with its headline speed ratio against each peer, read from the
+CSV tables the benchmarks wrote (never typed by hand), "ahead"/"behind" decided by those
+numbers, and links to the full tables and plots; then the tuning frontier that
+`ragline eval --sweep` wrote to bench/results/scifact/eval.md, with its plot.
+
+Only the text between ``<!-- bench:results:start -->`` and ``<!-- bench:results:end -->``
+in the README is replaced; without exactly one of each marker, in that order, the README
+is left alone and the command fails. The same section is always written to
+``<results>/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import RESULTS, parse_spread, verdict
+from ragline.settings import PROJECT_ROOT
+
+START = "<!-- bench:results:start -->"
+END = "<!-- bench:results:end -->"
+_DATE = re.compile(r"\b(\d{4}-\d{2}-\d{2}) · ([^·\n]+) · (\d+) CPUs · Python ([\d.]+)")
+
+
+class MarkerError(ValueError):
+    """The README lacks the results markers, or has them more than once or reversed."""
+
+
+def replace_between_markers(text: str, body: str, start: str = START, end: str = END) -> str:
+    """``text`` with everything strictly between the two markers replaced by ``body``;
+    the markers and everything outside them are kept byte for byte."""
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise MarkerError(
+            f"expected exactly one {start!r} and one {end!r}; found "
+            f"{text.count(start)} and {text.count(end)}"
+        )
+    head = text.index(start) + len(start)
+    tail = text.index(end)
+    if tail < head:
+        raise MarkerError(f"{end!r} comes before {start!r}")
+    return text[:head] + "\n" + body.strip("\n") + "\n" + text[tail:]
+
+
+# -- reading tables -----------------------------------------------------------------------
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def table_date(markdown: Path) -> str:
+    """The run date from a table's environment line ("" if none)."""
+    match = _DATE.search(markdown.read_text()) if markdown.exists() else None
+    return match.group(1) if match else ""
+
+
+def machine(results: Path) -> str:
+    """ "x86_64 · 2 CPUs · Python 3.11.7" from the first table that records it."""
+    for path in sorted(results.glob("*.md")):
+        match = _DATE.search(path.read_text())
+        if match:
+            return f"{match.group(2)} · {match.group(3)} CPUs · Python {match.group(4)}"
+    return "unknown machine"
+
+
+def ratio_words(cell: str, peer: str, what: str) -> str:
+    """``"1.20x (1.10-1.30)"`` → "1.20x (1.10-1.30) {peer}'s {what}, ahead"."""
+    median, low, high = parse_spread(cell)
+    figure = f"{median:.2f}x" + (f" ({low:.2f}-{high:.2f})" if low != high else "")
+    return f"{figure} {peer}'s {what} — {verdict(median, low, high)}"
+
+
+def _links(link: Callable[[str], str], results: Path, name: str) -> str:
+    parts = [f"[table]({link(name + '.md')})"]
+    if (results / f"{name}.png").exists():
+        parts.append(f"[plot]({link(name + '.png')})")
+    return " · ".join(parts)
+
+
+def _dated(results: Path, name: str) -> str:
+    date = table_date(results / f"{name}.md")
+    return f" ({date})" if date else ""
+
+
+# -- one line per benchmark ---------------------------------------------------------------
+
+
+def ingest_line(results: Path, link: Callable[[str], str]) -> str:
+    rows = read_rows(results / "ingest.csv")
+    parts = []
+    for row in rows:
+        if not row["system"].startswith("ragline (chunk"):
+            continue
+        clauses = []
+        if row.get("docs/s vs LlamaIndex", "-") != "-":
+            clauses.append(ratio_words(row["docs/s vs LlamaIndex"], "LlamaIndex", "documents/s"))
+        if row.get("emb/s vs plain", "-") != "-":
+            clauses.append(
+                "embeddings/s "
+                + ratio_words(row["emb/s vs plain"], "the plain encode loop", "rate")
+            )
+        if row.get("emb/s ÷ bound", "-") != "-":
+            fraction = parse_spread(row["emb/s ÷ bound"])[0]
+            clauses.append(f"{fraction:.0%} of the CPU's FP32 FLOP bound")
+        parts.append(f"on {row['corpus']}: " + ", ".join(clauses))
+    if not parts:
+        raise ValueError("no ragline row in ingest.csv")
+    if not any(row["system"].startswith("LlamaIndex") for row in rows):
+        parts.append("LlamaIndex was not installed in that run")
+    return (
+        f"- **Ingestion**{_dated(results, 'ingest')} "
+        + "; ".join(parts)
+        + ". "
+        + _links(link, results, "ingest")
+    )
+
+
+def query_line(results: Path, link: Callable[[str], str]) -> str:
+    rows = read_rows(results / "query.csv")
+    parts = []
+    for row in rows:
+        name = row["configuration"]
+        if not name.startswith("ragline"):
+            continue
+        words = [f"{name.removeprefix('ragline ')} p50 {parse_spread(row['p50 ms'])[0]:.1f} ms:"]
+        peer_cell = row.get("speed vs LlamaIndex (FAISS)", "-")
+        if peer_cell != "-":
+            words.append(ratio_words(peer_cell, "LlamaIndex", "speed") + ",")
+        words.append(ratio_words(row["speed vs plain"], "plain encode + FAISS", "speed"))
+        parts.append(" ".join(words))
+    if not parts:
+        raise ValueError("no ragline row in query.csv")
+    if not any(row["configuration"].startswith("LlamaIndex") for row in rows):
+        parts.append("LlamaIndex was not installed in that run")
+    return (
+        f"- **Query latency**{_dated(results, 'query')} "
+        + "; ".join(parts)
+        + ". "
+        + _links(link, results, "query")
+    )
+
+
+def generate_line(results: Path, link: Callable[[str], str]) -> str:
+    rows = read_rows(results / "generate.csv")
+
+    def median(row: dict[str, str], column: str) -> float:
+        return parse_spread(row[column])[0]
+
+    ours = next(r for r in rows if r["system"].startswith("ragline GenerationEngine"))
+    parts = []
+    theirs = next((r for r in rows if r["system"].startswith("vllm serve")), None)
+    if theirs is not None:
+        ttft = median(theirs, "TTFT ms") / median(ours, "TTFT ms")
+        decode = median(ours, "decode tok/s") / median(theirs, "decode tok/s")
+        label = theirs["system"].split(" (")[0]
+        parts.append(
+            f"TTFT {ttft:.2f}x {label}'s speed — {verdict(ttft, ttft, ttft)}; decode "
+            f"tokens/s {decode:.2f}x — {verdict(decode, decode, decode)} (ratios of medians; "
+            "ragline timed in-process, vllm serve over loopback HTTP)"
+        )
+    else:
+        parts.append("vllm serve was skipped in that run")
+    orders = {r["system"]: r for r in rows if "source order" in r["system"]}
+    canonical = next((r for n, r in orders.items() if "canonical" in n), None)
+    score = next((r for n, r in orders.items() if "score" in n), None)
+    if canonical is not None and score is not None:
+        cut = median(score, "TTFT ms") / median(canonical, "TTFT ms")
+        parts.append(
+            f"a second question over the same passages starts {cut:.1f}x sooner with "
+            "ragline's cache-aware (canonical) source order than with score order"
+        )
+    return (
+        f"- **Generation**{_dated(results, 'generate')} "
+        + "; ".join(parts)
+        + ". "
+        + _links(link, results, "generate")
+    )
+
+
+def load_line(results: Path, link: Callable[[str], str]) -> str:
+    """No peer here: ragline's own server under N concurrent streaming clients."""
+    rows = read_rows(results / "load.csv")
+    top = max(rows, key=lambda r: int(r["clients"]))
+    failures = sum(int(r[c]) for r in rows for c in ("errors", "cut streams"))
+    return (
+        f"- **Load**{_dated(results, 'load')} `ragline serve` with {top['clients']} streaming "
+        f"clients: {top['answers/s']} answers/s, {top['tokens/s']} tokens/s, TTFT p50 "
+        f"{top['TTFT p50 ms']} ms (p95 {top['TTFT p95 ms']} ms), "
+        f"{failures} errors or cut streams over all levels (no peer). "
+        + _links(link, results, "load")
+    )
+
+
+def tuning_lines(results: Path, link: Callable[[str], str]) -> list[str]:
+    markdown = (results / "scifact" / "eval.md").read_text()
+    frontier = next(
+        (line.split(":", 1)[1].strip() for line in markdown.splitlines() if "frontier" in line),
+        "",
+    )
+    lines = [
+        f"- **Tuning**{_dated(results / 'scifact', 'eval')} quality/latency frontier on SciFact "
+        f"(`ragline eval --sweep`): {frontier or 'not recorded'}. "
+        f"[table]({link('scifact/eval.md')})"
+    ]
+    if (results / "scifact" / "eval.png").exists():
+        lines += ["", f"![SciFact nDCG@10 vs p50 latency]({link('scifact/eval.png')})"]
+    return lines
+
+
+SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
+    ("ingest.csv", "Ingestion", ingest_line),
+    ("query.csv", "Query latency", query_line),
+    ("generate.csv", "Generation", generate_line),
+    ("load.csv", "Load", load_line),
+]
+
+
+def build_section(results: Path, link_base: Path) -> str:
+    """The Markdown section; links are relative to ``link_base`` (the README's folder)."""
+    prefix = Path(os.path.relpath(results, link_base)).as_posix()
+
+    def link(name: str) -> str:
+        return f"{prefix}/{name}" if prefix != "." else name
+
+    where = "this folder" if prefix == "." else f"[{prefix}]({prefix}/)"
+    lines = [
+        f"_Written by `python -m bench report` from the tables in {where}; do not edit by "
+        f"hand._ Machine: {machine(results)}. "
+        "Speed ratios are ragline ÷ peer measured in the same run (>1: ragline faster), "
+        'median (min-max) over repeats; "behind" and "ahead" follow from those numbers.',
+        "",
+    ]
+    for filename, label, line in SECTIONS:
+        if not (results / filename).exists():
+            lines.append(f"- **{label}** not measured yet ({link(filename)} missing).")
+            continue
+        try:
+            lines.append(line(results, link))
+        except (KeyError, ValueError, StopIteration) as exc:
+            lines.append(f"- **{label}** table not readable ({exc!r}): see {link(filename)}.")
+    if (results / "scifact" / "eval.md").exists():
+        lines += tuning_lines(results, link)
+    else:
+        lines.append(f"- **Tuning** not measured yet ({link('scifact/eval.md')} missing).")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--readme", type=Path, default=PROJECT_ROOT / "README.md")
+    parser.add_argument("--no-readme", action="store_true", help="write summary.md only")
+    args = parser.parse_args(argv)
+    results = args.results.resolve()
+
+    summary = results / "summary.md"
+    summary.write_text("# Benchmark results\n\n" + build_section(results, results))
+    print(f"wrote {summary}")
+    if args.no_readme:
+        return 0
+    readme = args.readme.resolve()
+    section = build_section(results, readme.parent)
+    try:
+        updated = replace_between_markers(readme.read_text(), section)
+    except MarkerError as exc:
+        print(f"README not updated: {readme}: {exc}", file=sys.stderr)
+        return 2
+    readme.write_text(updated)
+    print(f"updated the results section of {readme}")
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
