@@ -4,7 +4,7 @@ export DO_NOT_TRACK := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 VENV := .venv/bin
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint bench-env bench
 
 setup:
 	bash scripts/setup.sh
@@ -18,3 +18,9 @@ lint:
 
 test: setup lint
 	$(VENV)/pytest -q
+
+bench-env: setup
+	bash scripts/bench-env.sh
+
+bench: bench-env
+	.venv-bench/bin/python -m bench

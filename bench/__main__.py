@@ -80,7 +80,7 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes], seconds: float) -> 
     return False
 
 
-def run_load(command: list[str], env: dict[str, str], results: Path) -> int:
+def run_load(command: list[str], env: dict[str, str]) -> int:
     """bench/load.py measures a running `ragline serve`: ingest the sample documents into
     the demo collection (unchanged files are skipped), start a server on a free loopback
     port, run the load, stop the server."""
@@ -90,7 +90,8 @@ def run_load(command: list[str], env: dict[str, str], results: Path) -> int:
         return 1
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log = results / "load-server.log"
+    log = PROJECT_ROOT / "var" / "bench-load-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as sink:
         server = subprocess.Popen(
             [python, "-c", CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -141,7 +142,7 @@ def run_all(stages: list[str], quick: bool, extra: list[str] | None = None) -> i
         print(f"== {stage}: {' '.join(command)}", flush=True)
         started = time.perf_counter()
         if stage == "load" and "--url" not in command:
-            code = run_load(command, env, results)
+            code = run_load(command, env)
         else:
             code = subprocess.run(command, cwd=PROJECT_ROOT, env=env).returncode
         seconds = time.perf_counter() - started

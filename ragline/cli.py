@@ -373,14 +373,6 @@ def chat(
         client.close()
 
 
-def main() -> None:  # pragma: no cover - console entry
-    app(prog_name="ragline")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 model_app = typer.Typer(no_args_is_help=True, help="the generation model")
 app.add_typer(model_app, name="model")
 
@@ -412,3 +404,11 @@ def model_prepare(
         _fail(str(exc))
         return
     console.print(f"{name}: prepared at {path}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="ragline")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
