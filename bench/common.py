@@ -20,6 +20,10 @@ RESULTS = Path(
     os.environ.get("RAGLINE_BENCH_RESULTS") or Path(__file__).resolve().parent / "results"
 ).resolve()
 
+# The shared evaluation data (BEIR, PubMedQA, example-docs), as the tests find it.
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("RAGLINE_SHARED_DATA", _PROJECT_ROOT.parent / "shared" / "data"))
+
 _SPREAD = re.compile(
     r"^\s*(-?[\d.]+(?:e-?\d+)?)x?\s*(?:\((-?[\d.]+(?:e-?\d+)?)x?\s*[-\u2013]\s*(-?[\d.]+(?:e-?\d+)?)x?\))?"
 )

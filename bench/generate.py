@@ -36,21 +36,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import httpx
 
-from bench.common import environment, spread, write_table
+from bench.common import SHARED_DATA, environment, spread, write_table
 from generate.engine import GenerationEngine, _cpu_bind
 from generate.models import resolve_model_path
 from generate.prompt import Ordering, PromptBuilder
 from generate.types import SamplingOptions
 from ingest.embed import Embedder
-from ragline.settings import PROJECT_ROOT, Settings, load_settings
+from ragline.settings import Settings, load_settings
 from retrieve.types import Passage
 
-DEFAULT_DATA = (
-    Path(os.environ.get("RAGLINE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
-    / "qa"
-    / "pubmedqa"
-    / "ori_pqal.json"
-)
+DEFAULT_DATA = SHARED_DATA / "qa" / "pubmedqa" / "ori_pqal.json"
 
 
 @dataclass(slots=True)

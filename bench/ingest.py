@@ -31,6 +31,7 @@ os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.common import (
+    SHARED_DATA,
     Bar,
     Panel,
     environment,
@@ -60,11 +61,7 @@ from ragline.beir import BeirDataset, load_beir
 from ragline.settings import PROJECT_ROOT, Settings, load_settings
 from retrieve.evaluate import beir_documents
 
-DEFAULT_SCIFACT = (
-    Path(os.environ.get("RAGLINE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
-    / "beir"
-    / "scifact"
-)
+DEFAULT_SCIFACT = SHARED_DATA / "beir" / "scifact"
 RAGLINE_FILES = "ragline, from files (parse → chunk → embed → write)"
 RAGLINE = "ragline (chunk → embed → write)"
 PLAIN = "plain SentenceTransformer.encode (floor)"

@@ -27,6 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 
 from bench.common import (
+    SHARED_DATA,
     Bar,
     Panel,
     environment,
@@ -43,18 +44,14 @@ from ingest.embed import Embedder
 from ingest.embed_cache import CachingEmbedder
 from ingest.pipeline import IngestPipeline
 from ragline.beir import BeirDataset, load_beir
-from ragline.settings import PROJECT_ROOT, Settings, load_settings
+from ragline.settings import Settings, load_settings
 from retrieve.dense import QueryEncoder
 from retrieve.evaluate import beir_documents, percentile
 from retrieve.rerank import CrossEncoderReranker
 from retrieve.retriever import Retriever
 from retrieve.types import Mode, RetrievalRequest
 
-DEFAULT_DATA = (
-    Path(os.environ.get("RAGLINE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
-    / "beir"
-    / "scifact"
-)
+DEFAULT_DATA = SHARED_DATA / "beir" / "scifact"
 EVAL_COLLECTION = "beir-scifact-c256-o32"  # what `ragline eval` builds (chunk 256, overlap 32)
 CHUNK_SIZE, OVERLAP = 256, 32
 PLAIN = "plain encode + FAISS (floor)"

@@ -22,15 +22,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from bench.common import environment, write_table
+from bench.common import SHARED_DATA, environment, write_table
 from ragline.beir import load_beir
-from ragline.settings import PROJECT_ROOT, RerankSettings, load_settings
+from ragline.settings import RerankSettings, load_settings
 from retrieve.rerank import CrossEncoderReranker
 from retrieve.train_reranker import METADATA_FILE, build_corpus_bm25, cpu_cores, doc_text
 
-DEFAULT_BEIR = Path(
-    os.environ.get("RAGLINE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data")
-) / ("beir/scifact")
+DEFAULT_BEIR = SHARED_DATA / "beir" / "scifact"
 
 
 def ndcg_at_k(ranking: list[str], judged: dict[str, int], k: int = 10) -> float:
