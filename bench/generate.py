@@ -37,7 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import httpx
 
 from bench.common import SHARED_DATA, environment, spread, write_table
-from generate.engine import GenerationEngine, _cpu_bind
+from generate.engine import GenerationEngine, cpu_bind
 from generate.models import resolve_model_path
 from generate.prompt import Ordering, PromptBuilder
 from generate.types import SamplingOptions
@@ -138,7 +138,7 @@ def run_vllm_serve(
     ]  # fmt: skip
     if gen.enforce_eager:
         command.append("--enforce-eager")
-    env = os.environ | {"VLLM_CPU_OMP_THREADS_BIND": _cpu_bind(gen.cpu_threads)}
+    env = os.environ | {"VLLM_CPU_OMP_THREADS_BIND": cpu_bind(gen.cpu_threads)}
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-serve-{port}.log"
     with log.open("w") as sink:
         server = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 GIB = 1 << 30
 
 
-def _cpu_bind(threads: str) -> str:
+def cpu_bind(threads: str) -> str:
     """``auto`` binds vLLM's OpenMP threads to every core this process may use (vLLM's own
     ``auto`` leaves one idle, a third of the speed on a 2-core machine)."""
     if threads != "auto":
@@ -58,7 +58,7 @@ class GenerationEngine:
         Must be called with a running event loop in the thread that will use the engine.
         """
         model_path = resolve_model_path(settings.model, models_dir)
-        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(settings.cpu_threads))
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_bind(settings.cpu_threads))
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
