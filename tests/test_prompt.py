@@ -46,14 +46,15 @@ def test_cited_numbers_reads_single_lists_and_ranges() -> None:
 
 def test_canonical_order_gives_identical_context_whatever_the_scores(tokenizer) -> None:  # type: ignore[no-untyped-def]
     builder = PromptBuilder(tokenizer, SYSTEM, ordering="canonical")
-    reordered = [
-        Passage(**{**_asdict(p), "score": 1.0 - p.score}) for p in reversed(PASSAGES)
-    ]
+    reordered = [Passage(**{**_asdict(p), "score": 1.0 - p.score}) for p in reversed(PASSAGES)]
     first = builder.build("What is in a.pdf?", PASSAGES)
     second = builder.build("A different, longer question about c.docx?", reordered)
     # Sources numbered by (document, position), not by score.
     assert [(s.source, s.position) for s in first.sources] == [
-        ("a.pdf", 1), ("a.pdf", 2), ("b.pdf", 0), ("c.docx", 4)
+        ("a.pdf", 1),
+        ("a.pdf", 2),
+        ("b.pdf", 0),
+        ("c.docx", 4),
     ]
     shared = _common_prefix(first.token_ids, second.token_ids)
     # Everything up to the question is shared: the question is the only difference.

@@ -59,6 +59,7 @@ def test_interrupted_training_leaves_no_output(
             output,
             max_queries=2,
             negatives_per_query=1,
+            epochs=1,
             max_length=32,
             show_progress=False,
         )
@@ -72,25 +73,26 @@ def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> N
         scifact,
         tmp_path / "reranker",
         max_queries=40,
-        negatives_per_query=2,
+        negatives_per_query=3,
         random_negatives_per_query=1,
+        negative_pool=10,
         epochs=3,
-        batch_size=8,
+        groups_per_batch=4,
         max_length=64,
         show_progress=False,
     )
     metadata = json.loads((output / METADATA_FILE).read_text())
     assert metadata["split"] == "train"
     assert metadata["queries"] == 40
-    assert metadata["pairs"] == metadata["positives"] + metadata["negatives"]
-    assert metadata["negatives"] == 40 * 3
+    assert metadata["groups_per_epoch"] >= 40  # one per (query, relevant doc)
+    assert metadata["group_size"] == 1 + 3 + 1
 
     models_dir = tmp_path / "models"
     reranker = CrossEncoderReranker(
         RerankSettings(model=str(output), device="cpu", max_length=64), models_dir
     )
     # Ten test queries, each with its relevant doc and five unrelated ones: the tiny model
-    # (165 pairs, seconds of training) is weak, so count wins over all 50 comparisons.
+    # (40 queries, seconds of training) is weak, so count wins over all 50 comparisons.
     test = load_beir(scifact, "test")
     doc_ids = sorted(test.corpus)
     wins = comparisons = 0
@@ -113,3 +115,25 @@ def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> N
     builtin = output.rename(models_dir / "reranker-minilm-scifact")
     settings = RerankSettings(model="builtin:minilm-scifact")
     assert CrossEncoderReranker(settings, models_dir).model_path == str(builtin)
+
+
+def test_groups_put_the_relevant_doc_first_and_never_repeat_it() -> None:
+    import random
+
+    entries = [
+        training.QueryCandidates("q1", "relevant one", ("hard a", "hard b", "hard c")),
+        training.QueryCandidates("q2", "relevant two", ("hard d",)),
+    ]
+    corpus = ["relevant one", "relevant two", "easy x", "easy y", "easy z"]
+    groups = training.sample_groups(
+        entries, corpus, hard_negatives=2, random_negatives=2, rng=random.Random(3)
+    )
+    assert [g.query for g in groups] == ["q1", "q2"]
+    first, second = groups
+    assert first.texts[0] == "relevant one" and len(first.texts) == 5
+    assert set(first.texts[1:3]) <= {"hard a", "hard b", "hard c"}
+    assert "relevant one" not in first.texts[1:]
+    assert len(set(first.texts)) == len(first.texts)
+    # A pool smaller than asked for gives what it has; random negatives still come.
+    assert second.texts[:2] == ("relevant two", "hard d") and len(second.texts) == 4
+    assert "relevant two" not in second.texts[1:]

@@ -91,9 +91,7 @@ async def _complete(
             )
         ],
         usage=usage(state.stats),
-        sources=sources_out(
-            state, prepared.prompt.sources, services.settings.api.snippet_chars
-        ),
+        sources=sources_out(state, prepared.prompt.sources, services.settings.api.snippet_chars),
     )
 
 
