@@ -201,7 +201,26 @@ def load_line(results: Path, link: Callable[[str], str]) -> str:
     )
 
 
+def tuning_grid(rows: list[dict[str, str]], mode: str) -> list[str]:
+    """One mode's chunk size by rerank depth grid as Markdown: nDCG@10 and p50 per cell."""
+    chosen = [r for r in rows if r["mode"] == mode]
+    sizes = sorted({(int(r["chunk_size"]), int(r["overlap"])) for r in chosen})
+    depths = sorted({int(r["rerank_depth"]) for r in chosen})
+    cell = {(int(r["chunk_size"]), int(r["overlap"]), int(r["rerank_depth"])): r for r in chosen}
+    header = ["chunk / overlap"] + [f"rerank@{d}" if d else "no rerank" for d in depths]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for size, overlap in sizes:
+        cells = [f"{size} / {overlap}"]
+        for depth in depths:
+            row = cell.get((size, overlap, depth))
+            cells.append(f"{row['nDCG@10']} · {row['p50_ms']} ms" if row else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def tuning_lines(results: Path, link: Callable[[str], str]) -> list[str]:
+    """The frontier `ragline eval --sweep` recorded, and the chunk size by rerank depth grid
+    of the best mode (by its best nDCG@10) when eval.csv is there."""
     markdown = (results / "scifact" / "eval.md").read_text()
     frontier = next(
         (line.split(":", 1)[1].strip() for line in markdown.splitlines() if "frontier" in line),
@@ -212,6 +231,17 @@ def tuning_lines(results: Path, link: Callable[[str], str]) -> list[str]:
         f"(`ragline eval --sweep`): {frontier or 'not recorded'}. "
         f"[table]({link('scifact/eval.md')})"
     ]
+    table = results / "scifact" / "eval.csv"
+    rows = read_rows(table) if table.exists() else []
+    if rows:
+        best = max(rows, key=lambda r: float(r["nDCG@10"]))
+        lines += [
+            "",
+            f"SciFact test, {best['mode']} retrieval: nDCG@10 · p50 latency per query "
+            "(chunk size by rerank depth):",
+            "",
+            *tuning_grid(rows, best["mode"]),
+        ]
     if (results / "scifact" / "eval.png").exists():
         lines += ["", f"![SciFact nDCG@10 vs p50 latency]({link('scifact/eval.png')})"]
     return lines

@@ -103,7 +103,10 @@ class Retriever:
             and (request.rerank if request.rerank is not None else self.settings.rerank.enabled)
             and (request.rerank_depth is None or request.rerank_depth > 0)
         )
-        depth = max(request.rerank_depth or self.settings.rerank.depth, top_k)
+        # The cross-encoder scores the top ``depth`` candidates only; when top_k asks for
+        # more, the rest follow in retrieval order (as BEIR's rerank evaluations do).
+        depth = request.rerank_depth or self.settings.rerank.depth
+        pool = max(depth, top_k) if use_rerank else top_k
 
         with timings.measure("filter"):
             allowed = self._allowed(request)
@@ -113,25 +116,26 @@ class Retriever:
             with timings.measure("embed_query"):
                 query_vector = self.queries.encode(request.query)
             with timings.measure("dense"):
-                k = max(config.dense_k, depth)
+                k = max(config.dense_k, pool)
                 dense = dense_search(self.collection, query_vector, k, allowed)
         if request.mode != "dense" and config.bm25_k > 0:
             with timings.measure("bm25"):
-                bm25 = self.bm25().search(request.query, max(config.bm25_k, depth), allowed)
+                bm25 = self.bm25().search(request.query, max(config.bm25_k, pool), allowed)
         with timings.measure("fusion"):
             fused = reciprocal_rank_fusion(
                 [[cid for cid, _ in dense], [cid for cid, _ in bm25]],
                 [config.dense_weight, config.bm25_weight],
                 config.rrf_k,
             )
-            candidates = fused[: depth if use_rerank else top_k] if fused else []
+            candidates = fused[:pool] if fused else []
             stored = self.collection.docstore.chunks_by_id([cid for cid, _ in candidates])
             passages = _passages(candidates, stored, dict(dense), dict(bm25))
         if use_rerank and passages:
             assert self.reranker is not None
             with timings.measure("rerank"):
-                scores = self.reranker.score(request.query, [p.text for p in passages])
-                passages = self._apply_rerank(passages, [float(s) for s in scores])
+                head, tail = passages[:depth], passages[depth:]
+                scores = self.reranker.score(request.query, [p.text for p in head])
+                passages = self._apply_rerank(head, [float(s) for s in scores]) + tail
         passages = passages[:top_k]
 
         context: CompressedContext | None = None

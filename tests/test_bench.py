@@ -208,6 +208,14 @@ def test_section_is_built_from_the_tables(tmp_path: Path) -> None:
     )
     _write(results / "scifact" / "eval.md", "# eval\n\nQuality/latency frontier: bm25 c256/o32\n")
     _write(results / "scifact" / "eval.png", "png")
+    _write(
+        results / "scifact" / "eval.csv",
+        "mode,rerank_depth,chunk_size,overlap,nDCG@10,recall@100,MRR@10,p50_ms,p95_ms,queries\n"
+        "bm25,0,256,32,0.6800,0.9,0.6,1.3,2.5,300\n"
+        "hybrid,0,128,32,0.7000,0.9,0.6,19.0,28.0,300\n"
+        "hybrid,0,256,32,0.7100,0.9,0.6,20.0,28.0,300\n"
+        "hybrid,20,256,32,0.7300,0.9,0.6,400.0,500.0,300\n",
+    )
 
     section = build_section(results, tmp_path)
     assert "x86_64 · 2 CPUs" in section
@@ -221,6 +229,10 @@ def test_section_is_built_from_the_tables(tmp_path: Path) -> None:
     assert "Load** not measured yet" in section
     assert "frontier on SciFact (`ragline eval --sweep`): bm25 c256/o32" in section
     assert "![SciFact nDCG@10 vs p50 latency](bench/results/scifact/eval.png)" in section
+    assert "SciFact test, hybrid retrieval" in section
+    assert "| chunk / overlap | no rerank | rerank@20 |" in section
+    assert "| 128 / 32 | 0.7000 · 19.0 ms | - |" in section
+    assert "| 256 / 32 | 0.7100 · 20.0 ms | 0.7300 · 400.0 ms |" in section
     assert "(2026-11-25)" in section
 
 

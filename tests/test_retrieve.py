@@ -150,9 +150,11 @@ class _PrefersWord:
     def __init__(self, word: str) -> None:
         self.word = word
         self.calls = 0
+        self.scored: list[int] = []  # texts per call
 
     def score(self, query: str, texts: list[str]) -> np.ndarray:
         self.calls += 1
+        self.scored.append(len(texts))
         return np.array([float(self.word in t) for t in texts], dtype=np.float32)
 
 
@@ -199,6 +201,20 @@ def test_rerank_replace_and_rrf_fusion(settings: Settings, embedder: Embedder) -
     )
     assert reranker.calls == 2  # not called when rerank is off
     assert [p.chunk_id for p in skipped.passages] == [p.chunk_id for p in plain.passages[:3]]
+
+    # top_k beyond the rerank depth: only the top `depth` are scored and reordered, the
+    # rest follow in retrieval order, unscored.
+    settings.rerank.fusion = "replace"
+    second = _PrefersWord(plain.passages[1].text)
+    shallow = Retriever(settings, collection, embedder, reranker=second).run(
+        RetrievalRequest(
+            query, top_k=4, rerank=True, rerank_depth=2, compress=False, use_cache=False
+        )
+    )
+    assert second.scored == [2]
+    ids = [p.chunk_id for p in plain.passages]
+    assert [p.chunk_id for p in shallow.passages] == [ids[1], ids[0], *ids[2:4]]
+    assert [p.rerank_score is None for p in shallow.passages] == [False, False, True, True]
 
 
 def test_empty_collection_retrieves_nothing(settings: Settings, embedder: Embedder) -> None:
