@@ -139,3 +139,29 @@ def test_empty_collection_searches_to_nothing(tmp_path: Path) -> None:
 
     store = Collection.open(tmp_path, "empty", IndexSettings(), create=True)
     assert dense_search(store, np.ones(DIM, dtype=np.float32), 5) == []
+
+
+def test_single_queries_search_with_one_faiss_thread_batches_with_all() -> None:
+    import threading
+
+    import faiss
+
+    from ingest.index import BULK_THREADS, SMALL_SEARCH, VectorIndex
+
+    rng = np.random.default_rng(7)
+    vectors = _unit(rng, 500)
+    index = VectorIndex.build(DIM, np.arange(500), vectors, IndexSettings())
+    batch = vectors[:SMALL_SEARCH]
+    _, batch_ids = index.search(batch, 5)
+    assert faiss.omp_get_max_threads() == BULK_THREADS
+    _, one_ids = index.search(batch[3:4], 5)
+    assert faiss.omp_get_max_threads() == 1
+    assert one_ids[0].tolist() == batch_ids[3].tolist() and one_ids[0][0] == 3
+
+    # The setting is the calling thread's own: another thread still gets the bulk team.
+    seen: list[int] = []
+    worker = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+    worker.start()
+    worker.join()
+    assert seen == [BULK_THREADS]
+    index.search(batch, 5)  # leave this thread as it was
