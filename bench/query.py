@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -60,15 +61,18 @@ LLAMA_DEFAULT = "LlamaIndex retriever, default in-memory store"
 
 
 def interleaved_latencies(
-    configs: list[tuple[str, Callable[[str], object]]], queries: list[str], offset: int = 0
+    configs: list[tuple[str, Callable[[str], object]]], queries: list[str], seed: int = 0
 ) -> dict[str, list[float]]:
-    """Milliseconds per query for every configuration, interleaved query by query (each
-    query runs through all configurations, the order rotating from query to query), so
-    that load from outside the benchmark falls on every configuration alike."""
+    """Milliseconds per query for every configuration, interleaved query by query: each
+    query runs through all configurations in a fresh seeded random order, so that load
+    from outside the benchmark falls on every configuration alike and no configuration
+    always runs right after the same one (a rotation would keep each one's predecessor,
+    and a heavy predecessor, such as the reranker, leaves the CPU's caches and thread
+    pools in a state the next one pays for)."""
+    rng = random.Random(seed)
     out: dict[str, list[float]] = {name: [] for name, _ in configs}
-    for i, query in enumerate(queries):
-        shift = (i + offset) % len(configs)
-        for name, run in configs[shift:] + configs[:shift]:
+    for query in queries:
+        for name, run in rng.sample(configs, len(configs)):
             started = time.perf_counter()
             run(query)
             out[name].append((time.perf_counter() - started) * 1e3)
@@ -229,7 +233,7 @@ def main() -> None:
         f"query embedding included everywhere, no query cache. {rerank_note}",
         "Speed ratios from the same repeat, other's p50 ÷ this p50 (>1: this row faster). "
         f"Median (min-max) over {args.repeats} repeats of each repeat's p50/p95; within a "
-        "repeat every query runs through all configurations in turn, the order rotating.",
+        "repeat every query runs through all configurations in a fresh random order.",
     ]
     if peer_version is None:
         notes.append(llamaindex.MISSING + ".")

@@ -92,8 +92,9 @@ class RetrievalSettings(BaseModel):
 
 
 class RerankSettings(BaseModel):
-    # Off by default: the only cross-encoder that can be built offline here (below) scores
-    # under BM25 on SciFact (see README). Point ``model`` at a real cross-encoder and enable.
+    # Off by default, on per request: the offline-trained default (below) adds about 0.02
+    # nDCG@10 to hybrid retrieval on SciFact, at about 350 ms per query on 2 CPU cores
+    # against about 20 ms for retrieval alone (README, Tuning).
     enabled: bool = False
     # "builtin:minilm-scifact" is the cross-encoder `ragline reranker train` fine-tunes
     # from the shipped MiniLM (kept under <data_dir>/models/); anything else is a Hugging
