@@ -9,7 +9,7 @@ the task a reranker does, and it needs far fewer examples than pointwise binary 
 which mostly learn the class prior. The test split is never read: it is what
 ``ragline eval`` and ``bench/rerank_scifact.py`` measure the model on.
 
-The defaults fit about 20 minutes on 2 CPU cores (the 809 train queries, 2 epochs,
+The defaults take about 16 minutes on 2 CPU cores (the 809 train queries, 2 epochs,
 groups of 8 at 128 tokens). Score with the ``max_length`` it was trained at (recorded in
 ``ragline_reranker.json``): a cross-encoder ranks badly on inputs longer than it saw.
 """
