@@ -136,28 +136,21 @@ def measure(
         out[peer_name] = Series()
     out[PLAIN] = Series(texts=ragline_texts)
 
-    def ragline_files() -> None:
-        paths = corpus.paths or []
-        report = _run_ragline(settings, embedder, lambda p: p.run(paths))
-        chunks = report.chunks_embedded
-        _add(
-            out[RAGLINE_FILES],
-            report.count(Status.INGESTED),
-            chunks,
-            report.seconds,
-            report.embed_seconds,
-        )
+    def ragline(name: str, run: Callable[[IngestPipeline], IngestReport]) -> Callable[[], None]:
+        def step() -> None:
+            report = _run_ragline(settings, embedder, run)
+            _add(
+                out[name],
+                report.count(Status.INGESTED),
+                report.chunks_embedded,
+                report.seconds,
+                report.embed_seconds,
+            )
 
-    def ragline_parsed() -> None:
-        report = _run_ragline(settings, embedder, lambda p: p.ingest_documents(corpus.documents))
-        chunks = report.chunks_embedded
-        _add(
-            out[RAGLINE],
-            report.count(Status.INGESTED),
-            chunks,
-            report.seconds,
-            report.embed_seconds,
-        )
+        return step
+
+    ragline_files = ragline(RAGLINE_FILES, lambda p: p.run(corpus.paths or []))
+    ragline_parsed = ragline(RAGLINE, lambda p: p.ingest_documents(corpus.documents))
 
     def llama() -> None:
         assert peer is not None

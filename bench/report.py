@@ -92,6 +92,18 @@ def _dated(results: Path, name: str) -> str:
     return f" ({date})" if date else ""
 
 
+def _bullet(
+    label: str, results: Path, name: str, link: Callable[[str], str], parts: list[str]
+) -> str:
+    """``- **label** (date) part; part. [table] · [plot]`` for one benchmark table."""
+    return (
+        f"- **{label}**{_dated(results, name)} "
+        + "; ".join(parts)
+        + ". "
+        + _links(link, results, name)
+    )
+
+
 # -- one line per benchmark ---------------------------------------------------------------
 
 
@@ -117,12 +129,7 @@ def ingest_line(results: Path, link: Callable[[str], str]) -> str:
         raise ValueError("no ragline row in ingest.csv")
     if not any(row["system"].startswith("LlamaIndex") for row in rows):
         parts.append("LlamaIndex was not installed in that run")
-    return (
-        f"- **Ingestion**{_dated(results, 'ingest')} "
-        + "; ".join(parts)
-        + ". "
-        + _links(link, results, "ingest")
-    )
+    return _bullet("Ingestion", results, "ingest", link, parts)
 
 
 def query_line(results: Path, link: Callable[[str], str]) -> str:
@@ -142,12 +149,7 @@ def query_line(results: Path, link: Callable[[str], str]) -> str:
         raise ValueError("no ragline row in query.csv")
     if not any(row["configuration"].startswith("LlamaIndex") for row in rows):
         parts.append("LlamaIndex was not installed in that run")
-    return (
-        f"- **Query latency**{_dated(results, 'query')} "
-        + "; ".join(parts)
-        + ". "
-        + _links(link, results, "query")
-    )
+    return _bullet("Query latency", results, "query", link, parts)
 
 
 def generate_line(results: Path, link: Callable[[str], str]) -> str:
@@ -186,12 +188,7 @@ def generate_line(results: Path, link: Callable[[str], str]) -> str:
             f"a second question over the same passages starts {cut:.1f}x sooner with "
             "ragline's cache-aware (canonical) source order than with score order"
         )
-    return (
-        f"- **Generation**{_dated(results, 'generate')} "
-        + "; ".join(parts)
-        + ". "
-        + _links(link, results, "generate")
-    )
+    return _bullet("Generation", results, "generate", link, parts)
 
 
 def load_line(results: Path, link: Callable[[str], str]) -> str:
