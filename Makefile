@@ -1,7 +1,4 @@
 # The two entry points README.md gives a fresh machine.
-export HF_HUB_OFFLINE := 1
-export DO_NOT_TRACK := 1
-export UNSTRUCTURED_DISABLE_NOTICE := 1
 VENV := .venv/bin
 
 .PHONY: setup demo test lint bench-env bench
@@ -15,6 +12,7 @@ demo: setup
 lint:
 	$(VENV)/ruff check .
 	$(VENV)/mypy
+	$(VENV)/lint-imports
 
 test: setup lint
 	$(VENV)/pytest -q

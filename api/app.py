@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import Scope
 
-from api import errors
-from api.metrics import Metrics
-from api.middleware import BodyLimit, RequestMetrics
-from api.routers import (
+from ragline import __version__
+from ragline.api import errors
+from ragline.api.metrics import Metrics
+from ragline.api.middleware import BodyLimit, RequestMetrics
+from ragline.api.routers import (
     chat,
     collections,
     completions,
@@ -22,7 +23,7 @@ from api.routers import (
     models,
     retrieve,
 )
-from api.services import EngineFactory, build_services, start_engine
+from ragline.api.services import EngineFactory, build_services, start_engine
 from ragline.settings import Settings, load_settings
 
 _UPLOAD_PATH = re.compile(r"^/v1/collections/[^/]+/documents/?$")
@@ -46,7 +47,7 @@ def create_app(
     app = FastAPI(
         title="ragline",
         summary="Grounded, cited answers over your documents; OpenAI-compatible.",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
     )
     errors.install(app)

@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth import Principal
-from api.errors import ApiError
-from api.services import Services
-from ragline.settings import Settings
+from ragline.api.auth import Principal
+from ragline.api.errors import ApiError
+from ragline.api.services import Services
 
 # auto_error=False: a missing key is our 401 with an OpenAI body, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="an API key from api.keys")
@@ -22,13 +21,6 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-def get_settings(services: ServicesDep) -> Settings:
-    return services.settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_principal(

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from api.errors import ApiError
+from ragline.api.errors import ApiError
 
 T = TypeVar("T")
 POLL_S = 0.25

@@ -21,13 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from api.metrics import Metrics
-from api.schemas import FileError, JobOut
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from ingest.pipeline import FileOutcome, IngestPipeline, Status
+from ragline.api.metrics import Metrics
+from ragline.api.schemas import FileError, JobOut
+from ragline.ingest.pipeline import FileOutcome, Status
+from ragline.service.collections import CollectionService
 from ragline.settings import Settings
-from retrieve.cache import ResultCache
 
 if TYPE_CHECKING:
     from redis.typing import EncodableT, FieldT
@@ -213,18 +211,9 @@ class JobRunner:
     """One worker task: jobs run one at a time, each in a thread (parsing itself uses
     worker processes), so the event loop keeps serving answers meanwhile."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: JobStore,
-        embedder: Embedder,
-        cache: ResultCache,
-        metrics: Metrics,
-    ) -> None:
-        self.settings = settings
+    def __init__(self, store: JobStore, collections: CollectionService, metrics: Metrics) -> None:
         self.store = store
-        self.embedder = embedder
-        self.cache = cache
+        self.collections = collections
         self.metrics = metrics
         self.current: JobRecord | None = None
         self._wake = asyncio.Event()
@@ -269,25 +258,12 @@ class JobRunner:
         progress = JobProgress(job, self.store, self.metrics)
         progress.save()
         try:
-            collection = Collection.open(
-                self.settings.storage.collections_dir,
-                job.collection,
-                self.settings.index,
-                create=True,
-            )
-            try:
-                pipeline = IngestPipeline(
-                    self.settings, collection, embedder=self.embedder, progress=progress
-                )
-                pipeline.run(job.paths, force=job.force)
-            finally:
-                collection.close()
+            self.collections.ingest(job.collection, job.paths, force=job.force, progress=progress)
             job.status = "succeeded"
         except Exception as exc:  # a job failure is reported in the job, never crashes the app
             log.exception("ingestion job %s failed", job.id)
             job.status, job.message = "failed", f"{type(exc).__name__}: {exc}"
         job.finished_at = time.time()
-        self.cache.invalidate(job.collection)
         for attempt in range(5):
             try:
                 self.store.save(job)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError, error_body
-from api.metrics import Metrics
+from ragline.api.errors import ApiError, error_body
+from ragline.api.metrics import Metrics
 
 
 class BodyLimit:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from retrieve.types import Mode
+from ragline.retrieve.types import Mode
 
 
 class _Request(BaseModel):
@@ -43,6 +43,9 @@ class StreamOptions(_Request):
 
 
 class SamplingFields(_Request):
+    """What chat and completion requests share: the model and the sampling options."""
+
+    model: str = Field(max_length=256)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -75,7 +78,6 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    model: str = Field(max_length=256)
     prompt: str | list[str]
 
 

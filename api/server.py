@@ -8,7 +8,7 @@ from ragline.settings import Settings
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
-    from api.app import create_app
+    from ragline.api.app import create_app
 
     config = uvicorn.Config(
         create_app(settings),

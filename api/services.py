@@ -3,74 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
+from ragline.api.admission import Admission, Lease, Overloaded
+from ragline.api.auth import KeyRing, Principal
+from ragline.api.errors import ApiError, not_found
+from ragline.api.jobs import JobRunner, make_job_store
+from ragline.api.metrics import LiveState, Metrics
+from ragline.generate.engine import GenerationEngine
+from ragline.generate.rag import RagGenerator
+from ragline.ingest.collection import CollectionError
+from ragline.retrieve.cache import RedisCache, ResultCache, make_cache
+from ragline.service.collections import CollectionService
+from ragline.service.components import Components
+from ragline.service.registry import CollectionRegistry, OpenCollection
+from ragline.settings import Settings
 
-from api.admission import Admission, Lease, Overloaded
-from api.auth import KeyRing, Principal
-from api.errors import ApiError, not_found
-from api.jobs import JobRunner, make_job_store
-from api.metrics import LiveState, Metrics
-from api.registry import CollectionRegistry, OpenCollection
-from generate.engine import GenerationEngine
-from generate.rag import RagGenerator
-from ingest.collection import CollectionError
-from ingest.embed import Embedder
-from ragline.settings import EmbeddingSettings, Settings
-from retrieve.cache import RedisCache, ResultCache, make_cache
-from retrieve.rerank import CrossEncoderReranker, resolve_reranker_path
-
-log = logging.getLogger(__name__)
-
-EngineFactory = Callable[[Settings], GenerationEngine]
+EngineFactory = Callable[[Components], GenerationEngine]
 
 
-class SharedEmbedder(Embedder):
-    """One model for queries, ingestion jobs and /v1/embeddings, one call at a time:
-    a Hugging Face fast tokenizer must not be used from two threads at once."""
-
-    def __init__(self, settings: EmbeddingSettings) -> None:
-        super().__init__(settings)
-        self._lock = threading.Lock()
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            return super().encode(texts)
-
-    def count_tokens(self, texts: list[str]) -> int:
-        with self._lock:
-            tokenizer = self.model.tokenizer
-            return sum(len(ids) for ids in tokenizer(texts)["input_ids"])
-
-
-def start_engine(settings: Settings) -> GenerationEngine:
-    return GenerationEngine.start(settings.generation, settings.models_dir)
-
-
-def _reranker(settings: Settings) -> CrossEncoderReranker | None:
-    """Loaded lazily on first use; None when its model is missing (requests asking for
-    reranking are then refused with a clear message)."""
-    try:
-        resolve_reranker_path(settings.rerank.model, settings.models_dir)
-    except (FileNotFoundError, ValueError) as exc:
-        level = logging.WARNING if settings.rerank.enabled else logging.INFO
-        log.log(level, "reranking unavailable: %s", exc)
-        return None
-    return CrossEncoderReranker(settings.rerank, settings.models_dir)
+def start_engine(components: Components) -> GenerationEngine:
+    return components.start_engine()
 
 
 @dataclass(slots=True)
 class Services:
     settings: Settings
+    components: Components
     engine: GenerationEngine
     generator: RagGenerator
-    embedder: SharedEmbedder
     cache: ResultCache
+    collections: CollectionService
     registry: CollectionRegistry
     jobs: JobRunner
     admission: Admission
@@ -141,20 +106,22 @@ async def build_services(
     settings: Settings, engine_factory: EngineFactory, metrics: Metrics
 ) -> Services:
     """Start everything; the engine inside the running loop (vLLM's AsyncLLM needs it)."""
-    embedder = SharedEmbedder(settings.embedding)
+    components = Components(settings)
+    embedder = components.embedder
     await asyncio.to_thread(lambda: embedder.dimension)  # load the model before serving
     cache = make_cache(settings.cache)
-    engine = engine_factory(settings)
-    registry = CollectionRegistry(settings, embedder, cache, _reranker(settings))
-    jobs = JobRunner(settings, make_job_store(settings), embedder, cache, metrics)
+    engine = engine_factory(components)
+    collections = CollectionService(components, cache)
+    jobs = JobRunner(make_job_store(settings), collections, metrics)
     api = settings.api
     services = Services(
         settings=settings,
+        components=components,
         engine=engine,
         generator=RagGenerator(engine, settings.generation, encode=embedder.encode),
-        embedder=embedder,
         cache=cache,
-        registry=registry,
+        collections=collections,
+        registry=CollectionRegistry(collections, cache),
         jobs=jobs,
         admission=Admission(api.max_active_generations, api.max_queued, api.queue_timeout_s),
         keys=KeyRing(api.keys),

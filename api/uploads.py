@@ -11,8 +11,8 @@ from pathlib import Path
 
 from starlette.datastructures import UploadFile
 
-from api.errors import ApiError
-from ingest.pipeline import discover
+from ragline.api.errors import ApiError
+from ragline.ingest.pipeline import discover
 
 _READ = 1 << 20
 

@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--gemm", action="store_true", help="also time torch's FP32 GEMM")
     args = parser.parse_args()
 
-    from ingest.embed import resolve_model_path
+    from ragline.ingest.embed import resolve_model_path
 
     shape = EncoderShape.from_config(resolve_model_path(args.model))
     peak = cpu_peak()

@@ -33,19 +33,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 import httpx
 
 from bench.common import SHARED_DATA, Bar, Panel, environment, spread, write_plot, write_table
-from generate.engine import GenerationEngine, cpu_bind
-from generate.models import resolve_model_path
-from generate.prompt import Ordering, PromptBuilder
-from generate.types import SamplingOptions
-from ingest.embed import Embedder
+from ragline.generate.engine import GenerationEngine, cpu_bind
+from ragline.generate.models import resolve_model_path
+from ragline.generate.prompt import Ordering, PromptBuilder
+from ragline.generate.types import SamplingOptions
+from ragline.ingest.embed import Embedder
+from ragline.retrieve.types import Passage
+from ragline.service.components import Components
 from ragline.settings import Settings, load_settings
-from retrieve.types import Passage
 
 DEFAULT_DATA = SHARED_DATA / "qa" / "pubmedqa" / "ori_pqal.json"
 
@@ -238,7 +236,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = load_settings()
-    embedder = Embedder(settings.embedding)
+    embedder = Components(settings).embedder
     sets = load_passage_sets(args.data, args.pairs, embedder)
     options = SamplingOptions(max_tokens=args.max_tokens, temperature=0, ignore_eos=True)
 

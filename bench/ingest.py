@@ -19,16 +19,10 @@ Embeddings/s is set against the model's FLOP bound on this CPU (bench/flops.py).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.common import (
     SHARED_DATA,
@@ -50,16 +44,17 @@ from bench.flops import (
 )
 from bench.peers import llamaindex
 from bench.peers.plain import encode_rate
-from ingest.chunk import Chunker
-from ingest.collection import Collection
-from ingest.embed import Embedder, pick_device
-from ingest.parallel import parse_files
-from ingest.pipeline import IngestPipeline, IngestReport, Status, discover
-from ingest.tokens import HFTokenCounter
-from ingest.types import ParsedDocument
-from ragline.beir import BeirDataset, load_beir
+from ragline.evaluation.beir import BeirDataset, load_beir
+from ragline.evaluation.evaluate import beir_documents
+from ragline.ingest.chunk import Chunker
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder, pick_device
+from ragline.ingest.parallel import parse_files
+from ragline.ingest.pipeline import IngestPipeline, IngestReport, Status, discover
+from ragline.ingest.tokens import HFTokenCounter
+from ragline.ingest.types import ParsedDocument
+from ragline.service.components import Components
 from ragline.settings import PROJECT_ROOT, Settings, load_settings
-from retrieve.evaluate import beir_documents
 
 DEFAULT_SCIFACT = SHARED_DATA / "beir" / "scifact"
 RAGLINE_FILES = "ragline, from files (parse → chunk → embed → write)"
@@ -207,7 +202,7 @@ def main() -> None:
         args.repeats, args.scifact_docs = 2, min(args.scifact_docs, 40)
 
     settings = load_settings()
-    embedder = Embedder(settings.embedding)
+    embedder = Components(settings).embedder
     embedder.encode(["warm up"])
     peer_version = llamaindex.version()
     peer = None

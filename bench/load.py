@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import httpx
 
 from bench.common import Bar, Panel, environment, write_plot, write_table
-from retrieve.evaluate import percentile
+from ragline.evaluation.metrics import percentile
 
 QUESTIONS = [
     "What does LayoutParser provide?",

@@ -15,15 +15,11 @@ is a median of R repeats (min-max) of the per-repeat p50/p95.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 
@@ -40,17 +36,18 @@ from bench.common import (
 )
 from bench.peers import llamaindex
 from bench.peers.plain import searcher
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from ingest.embed_cache import CachingEmbedder
-from ingest.pipeline import IngestPipeline
-from ragline.beir import BeirDataset, load_beir
+from ragline.evaluation.beir import BeirDataset, load_beir
+from ragline.evaluation.evaluate import beir_documents
+from ragline.evaluation.metrics import percentile
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed_cache import CachingEmbedder
+from ragline.ingest.pipeline import IngestPipeline
+from ragline.retrieve.dense import QueryEncoder
+from ragline.retrieve.rerank import CrossEncoderReranker
+from ragline.retrieve.types import Mode, RetrievalRequest
+from ragline.service.collections import CollectionService
+from ragline.service.components import Components, RerankerUnavailable
 from ragline.settings import Settings, load_settings
-from retrieve.dense import QueryEncoder
-from retrieve.evaluate import beir_documents, percentile
-from retrieve.rerank import CrossEncoderReranker
-from retrieve.retriever import Retriever
-from retrieve.types import Mode, RetrievalRequest
 
 DEFAULT_DATA = SHARED_DATA / "beir" / "scifact"
 EVAL_COLLECTION = "beir-scifact-c256-o32"  # what `ragline eval` builds (chunk 256, overlap 32)
@@ -82,18 +79,18 @@ def interleaved_latencies(
 def open_or_build(settings: Settings, name: str, data: BeirDataset, docs: int) -> Collection:
     """The named collection; ``auto``: ragline eval's full SciFact collection if it
     exists, else one over the first ``docs`` abstracts, built (or completed) here."""
-    root = settings.storage.collections_dir
+    collections = CollectionService(Components(settings))
     if name != "auto":
-        return Collection.open(root, name, settings.index)
-    if EVAL_COLLECTION in Collection.names(root):
-        collection = Collection.open(root, EVAL_COLLECTION, settings.index)
+        return collections.open(name)
+    if EVAL_COLLECTION in collections.names():
+        collection = collections.open(EVAL_COLLECTION)
         if collection.docstore.counts()[0] > 0:
             return collection
         collection.close()
     name = f"bench-scifact{docs}-c{CHUNK_SIZE}-o{OVERLAP}"
     local = settings.model_copy(deep=True)
     local.chunking.size, local.chunking.overlap = CHUNK_SIZE, OVERLAP
-    collection = Collection.open(root, name, local.index, create=True)
+    collection = collections.open(name, create=True)
     subset = BeirDataset(dict(list(data.corpus.items())[:docs]), {}, {})
     if collection.docstore.counts()[0] < len(subset.corpus):
         print(f"building collection {name} from {len(subset.corpus)} SciFact abstracts ...")
@@ -143,23 +140,20 @@ def main() -> None:
     data = load_beir(args.data, "test")
     collection = open_or_build(settings, args.collection, data, args.corpus_docs)
     queries = list(data.queries.values())[: args.queries]
-    embedder = Embedder(settings.embedding)
+    components = Components(settings)
+    embedder = components.embedder
     model = embedder.model
     reranker: CrossEncoderReranker | None = None
     rerank_note = f"Reranker {settings.rerank.model}, depth {args.depth}."
     if args.depth:
         try:
-            reranker = CrossEncoderReranker(settings.rerank, settings.models_dir)
+            reranker = components.reranker()
             reranker.score("warm up", ["warm up"])
-        except (FileNotFoundError, OSError) as exc:
+        except (RerankerUnavailable, OSError) as exc:
             reranker = None
             rerank_note = f"No rerank row: {exc}."
-    retriever = Retriever(
-        settings,
-        collection,
-        embedder,
-        reranker=reranker,
-        query_encoder=QueryEncoder(embedder, cache_size=0),
+    retriever = components.retriever(
+        collection, reranker=reranker, query_encoder=QueryEncoder(embedder, cache_size=0)
     )
     retriever.bm25()
 

@@ -13,34 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
 from bench.common import SHARED_DATA, environment, write_table
-from ragline.beir import load_beir
+from ragline.evaluation.beir import load_beir
+from ragline.evaluation.metrics import ndcg_at_k, recall_at_k
+from ragline.retrieve.rerank import CrossEncoderReranker
 from ragline.settings import RerankSettings, load_settings
-from retrieve.rerank import CrossEncoderReranker
-from retrieve.train_reranker import METADATA_FILE, build_corpus_bm25, cpu_cores, doc_text
+from ragline.training.reranker import METADATA_FILE, build_corpus_bm25, cpu_cores, doc_text
 
 DEFAULT_BEIR = SHARED_DATA / "beir" / "scifact"
-
-
-def ndcg_at_k(ranking: list[str], judged: dict[str, int], k: int = 10) -> float:
-    dcg = sum(judged.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranking[:k]))
-    ideal = sorted((rel for rel in judged.values() if rel > 0), reverse=True)[:k]
-    idcg = sum(rel / math.log2(rank + 2) for rank, rel in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def recall_at_k(ranking: list[str], judged: dict[str, int], k: int) -> float:
-    relevant = {doc for doc, rel in judged.items() if rel > 0}
-    return len(relevant & set(ranking[:k])) / len(relevant) if relevant else 0.0
 
 
 def main() -> None:

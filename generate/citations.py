@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ingest.chunk import split_sentences
+from ragline.ingest.chunk import split_sentences
 
 _BRACKET = re.compile(r"\[(\d+(?:\s*[-\u2013,]\s*\d+)*)\]")
 MAX_SOURCE_NUMBER = 200  # retrieval.top_k's ceiling: larger numbers are not citations

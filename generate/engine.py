@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from generate.models import resolve_model_path
-from generate.types import GenerationStats, SamplingOptions, TextDelta
+from ragline.generate.models import resolve_model_path
+from ragline.generate.types import GenerationStats, SamplingOptions, TextDelta
 from ragline.settings import GenerationSettings
 
 if TYPE_CHECKING:
@@ -59,7 +59,6 @@ class GenerationEngine:
         """
         model_path = resolve_model_path(settings.model, models_dir)
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_bind(settings.cpu_threads))
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 

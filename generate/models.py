@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +101,6 @@ def prepare_model(name: str, models_dir: Path, force: bool = False) -> Path:
     if not force and is_prepared(name, models_dir):
         return target
     gguf = _gguf_path(model)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

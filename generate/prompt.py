@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Literal, Protocol
 
-from generate.types import ChatTurn
-from retrieve.types import Passage
+from ragline.generate.types import ChatTurn
+from ragline.retrieve.types import Passage
 
 Ordering = Literal["canonical", "score"]
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from generate.citations import attribute, cited_numbers
-from generate.engine import GenerationEngine
-from generate.prompt import Ordering, PromptBuilder, RagPrompt, Source
-from generate.types import ChatTurn, GenerationStats, SamplingOptions
+from ragline.generate.citations import attribute, cited_numbers
+from ragline.generate.engine import GenerationEngine
+from ragline.generate.prompt import Ordering, PromptBuilder, RagPrompt, Source
+from ragline.generate.types import ChatTurn, GenerationStats, SamplingOptions
+from ragline.retrieve.types import RetrievalResult
 from ragline.settings import GenerationSettings
-from retrieve.types import RetrievalResult
 
 
 @dataclass(slots=True)

@@ -38,10 +38,6 @@ class GenerationStats:
     total_s: float = 0.0
     finish_reason: FinishReason | None = None
 
-    @property
-    def cached_fraction(self) -> float:
-        return self.cached_prompt_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
-
 
 @dataclass(slots=True)
 class TextDelta:

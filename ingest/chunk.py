@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from lxml import html as lxml_html
 
-from ingest.tokens import TokenCounter
-from ingest.types import Chunk, Element, ParsedDocument
+from ragline.ingest.tokens import TokenCounter
+from ragline.ingest.types import Chunk, Element, ParsedDocument
 from ragline.settings import ChunkingSettings
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n{2,}")

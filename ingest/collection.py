@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from ingest.docstore import DocStore, DocumentWrite
-from ingest.index import FLAT, VectorIndex
+from ragline.ingest.docstore import DocStore, DocumentWrite
+from ragline.ingest.index import FLAT, VectorIndex
 from ragline.settings import IndexSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

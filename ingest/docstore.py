@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.types import Chunk
+from ragline.ingest.types import Chunk
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import threading
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,13 +37,14 @@ def pick_device(preference: str) -> str:
 
 
 class Embedder:
-    """Loads the model once; ``encode`` is the only hot path."""
+    """Loads the model once; ``encode`` is the only hot path. One instance may serve
+    queries, ingestion and /v1/embeddings from several threads: calls take turns, since
+    a Hugging Face fast tokenizer must not be used from two threads at once."""
 
     def __init__(self, settings: EmbeddingSettings) -> None:
         self.settings = settings
         self.model_path = resolve_model_path(settings.model)
-        if Path(self.model_path).exists():
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self._lock = threading.Lock()
 
     @cached_property
     def model(self) -> SentenceTransformer:
@@ -64,11 +64,16 @@ class Embedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.settings.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.settings.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        with self._lock:
+            return sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])

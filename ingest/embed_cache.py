@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.embed import Embedder
+from ragline.ingest.embed import Embedder
 from ragline.settings import EmbeddingSettings
 
 

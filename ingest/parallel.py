@@ -13,15 +13,15 @@ from pathlib import Path
 
 from pebble import ProcessExpired, ProcessPool
 
-from ingest.parse import file_sha256, parse_file
-from ingest.types import ParsedDocument
+from ragline.ingest.parse import file_sha256, parse_file
+from ragline.ingest.types import ParsedDocument
 from ragline.settings import ParsingSettings
 
 _MAX_TASKS_PER_WORKER = 100  # recycle workers: some parsers leak memory
 
 
 def _init_worker() -> None:
-    from ingest.offline_nlp import use_packaged_spacy_model
+    from ragline.ingest.offline_nlp import use_packaged_spacy_model
 
     use_packaged_spacy_model()
 

@@ -8,14 +8,13 @@ with a reason a person can act on; nothing here raises for a bad file.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ingest.offline_nlp import use_packaged_spacy_model
-from ingest.types import Element, ParsedDocument
+from ragline.ingest.offline_nlp import use_packaged_spacy_model
+from ragline.ingest.types import Element, ParsedDocument
 from ragline.settings import ParsingSettings
 
 # Layout noise that would pollute chunks; unstructured marks it by category.
@@ -92,9 +91,6 @@ def _check_size(size_bytes: int, settings: ParsingSettings) -> None:
 
 
 def _partition(path: Path, file_type: str, settings: ParsingSettings) -> list[Element]:
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
     use_packaged_spacy_model()
     from unstructured.partition.auto import partition
 

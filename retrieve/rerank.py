@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ingest.embed import pick_device
+from ragline.ingest.embed import pick_device
 from ragline.settings import RerankSettings
 
 if TYPE_CHECKING:
@@ -44,8 +43,6 @@ class CrossEncoderReranker:
     def __init__(self, settings: RerankSettings, models_dir: Path) -> None:
         self.settings = settings
         self.model_path = resolve_reranker_path(settings.model, models_dir)
-        if Path(self.model_path).exists():
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     @cached_property
     def max_length(self) -> int:

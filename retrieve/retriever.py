@@ -1,8 +1,9 @@
 """The query path as one component: ``Retriever.run(RetrievalRequest) -> RetrievalResult``.
 
 Stages (each timed): cache lookup → embed query → dense (FAISS) and BM25 candidates,
-restricted by metadata filters → reciprocal rank fusion → cross-collection dedup →
-cross-encoder rerank of the top ``rerank_depth`` → top-k → context compression.
+restricted by metadata filters → reciprocal rank fusion → dedup of repeated text (the
+same paragraph in two documents of the collection) → cross-encoder rerank of the top
+``rerank_depth`` → top-k → context compression.
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ingest.collection import Collection
-from ingest.docstore import StoredChunk
-from ingest.embed import Embedder
-from ingest.tokens import HFTokenCounter
-from ragline.settings import Settings
-from retrieve.bm25 import BM25Index
-from retrieve.cache import InProcessCache, ResultCache, cache_key
-from retrieve.compress import ContextCompressor
-from retrieve.dense import QueryEncoder, dense_search
-from retrieve.fusion import reciprocal_rank_fusion
-from retrieve.types import (
+from ragline.ingest.collection import Collection
+from ragline.ingest.docstore import StoredChunk
+from ragline.ingest.embed import Embedder
+from ragline.ingest.tokens import HFTokenCounter
+from ragline.retrieve.bm25 import BM25Index
+from ragline.retrieve.cache import InProcessCache, ResultCache, cache_key
+from ragline.retrieve.compress import ContextCompressor
+from ragline.retrieve.dense import QueryEncoder, dense_search
+from ragline.retrieve.fusion import reciprocal_rank_fusion
+from ragline.retrieve.types import (
     CompressedContext,
     Passage,
     RetrievalRequest,
     RetrievalResult,
     StageTimings,
 )
+from ragline.settings import Settings
 
 
 class Reranker(Protocol):

@@ -90,10 +90,6 @@ class StageTimings:
         finally:
             self.stages[stage] = self.stages.get(stage, 0.0) + (time.perf_counter() - started) * 1e3
 
-    @property
-    def total_ms(self) -> float:
-        return sum(self.stages.values())
-
 
 @dataclass(slots=True)
 class RetrievalResult:

@@ -3,7 +3,6 @@
 # and stream one cited answer through it. Run after scripts/setup.sh (make demo does both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 UNSTRUCTURED_DISABLE_NOTICE=1
 RAGLINE=.venv/bin/ragline
 PORT=${RAGLINE_API__PORT:-8000}
 QUESTION=${QUESTION:-"What does LayoutParser provide?"}

@@ -5,12 +5,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from ingest.embed import Embedder
+from ragline.ingest.embed import Embedder
 from ragline.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +38,7 @@ def embedder() -> Embedder:
 def llm_models_dir(pytestconfig: pytest.Config) -> Path:
     """The embedded generation model, prepared once and kept in pytest's cache folder
     (the GGUF -> checkpoint conversion takes ~25 s)."""
-    from generate.models import prepare_model
+    from ragline.generate.models import prepare_model
 
     models_dir = Path(pytestconfig.cache.mkdir("ragline-models"))
     prepare_model(load_settings().generation.model, models_dir)

@@ -9,14 +9,10 @@ the one server (the Redis outage test last); admission is 1 active + 1 queued so
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,77 +21,19 @@ from typing import Any
 
 import httpx
 import pytest
+from servers import REPO, PrivateRedis, ServeProcess, key_hash, ragline_command
 
-from ingest.collection import Collection
-from ingest.pipeline import IngestPipeline, Status
+from ragline.ingest.collection import Collection
+from ragline.ingest.pipeline import IngestPipeline, Status
 from ragline.settings import load_settings
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "sk-ragline-admin"
 TENANT_KEY = "sk-ragline-tenant"
 QUESTION = "What does LayoutParser provide?"
 COUNTING = "1, 2, 3, 4, 5,"  # the model keeps counting: a long, predictable stream
 START_TIMEOUT_S = 400
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _sha(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-class PrivateRedis:
-    """A throwaway redis-server on a free port (the shared one at 6379 is never touched)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
 
 
 @dataclass
@@ -116,11 +54,6 @@ class Server:
         return OpenAI(base_url=self.url + "/v1", api_key=key, timeout=120, max_retries=0)
 
 
-def _ragline() -> list[str]:
-    script = Path(sys.executable).parent / "ragline"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "ragline.cli"]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("api")
@@ -129,9 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> It
     redis = PrivateRedis(root) if shutil.which("redis-server") else None
     if redis is not None:
         redis.start()
-    port = _free_port()
     env = {
-        **os.environ,
         "RAGLINE_STORAGE__DATA_DIR": str(data),
         "RAGLINE_STORAGE__MODELS_DIR": str(llm_models_dir),
         "RAGLINE_GENERATION__KV_CACHE_GB": "1",
@@ -144,23 +75,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> It
         "RAGLINE_API__INGEST_ROOTS": json.dumps([str(allowed)]),
         "RAGLINE_API__KEYS": json.dumps(
             [
-                {"sha256": _sha(ADMIN_KEY), "name": "admin"},
-                {"sha256": _sha(TENANT_KEY), "name": "tenant", "collections": ["tenant-docs"]},
+                {"sha256": key_hash(ADMIN_KEY), "name": "admin"},
+                {"sha256": key_hash(TENANT_KEY), "name": "tenant", "collections": ["tenant-docs"]},
             ]
         ),
     }
-    env.pop("REDIS_URL", None)
     if redis is not None:
         env["REDIS_URL"] = redis.url
-    log = root / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*_ragline(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+    process = ServeProcess(env, root / "server.log")
     try:
         # Ingest while the engine starts: the server opens "demo" on first use.
         settings = load_settings(storage={"data_dir": data}, parsing={"workers": 1})
@@ -168,26 +90,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> It
         report = IngestPipeline(settings, demo).run([REPO / "samples"])
         demo.close()
         assert report.count(Status.INGESTED) >= 7, report.failures
-
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, "server exited:\n" + log.read_text()[-4000:]
-            assert time.monotonic() < deadline, "server not ready:\n" + log.read_text()[-4000:]
-            try:
-                if httpx.get(url + "/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        yield Server(url, data, log, redis, allowed)
+        url = process.wait_ready(START_TIMEOUT_S)
+        yield Server(url, data, process.log, redis, allowed)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        process.stop()
         if redis is not None:
             redis.kill()
 
@@ -491,7 +397,7 @@ def test_metrics_and_health(server: Server) -> None:
 def test_cli_chat_answers_once(server: Server) -> None:
     result = subprocess.run(
         [
-            *_ragline(),
+            *ragline_command(),
             "chat",
             "--url",
             server.url,

@@ -6,33 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from servers import key_hash, serve_in_thread
 
-from api.app import create_app
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from ingest.pipeline import IngestPipeline
-from ingest.types import Element, ParsedDocument
+from ragline.api.app import create_app
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder
+from ragline.ingest.pipeline import IngestPipeline
+from ragline.ingest.types import Element, ParsedDocument
 from ragline.settings import Settings, load_settings
 
 ADMIN_KEY = "sk-admin-test"
 ALPHA_KEY = "sk-alpha-test"
-
-
-def _sha(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class FakeTokenizer:
@@ -51,7 +45,7 @@ class FakeEngine:
     max_model_len = 400
 
     def __init__(self) -> None:
-        from generate.types import GenerationStats, TextDelta
+        from ragline.generate.types import GenerationStats, TextDelta
 
         self._stats, self._delta = GenerationStats, TextDelta
         self.tokenizer = FakeTokenizer()
@@ -101,29 +95,9 @@ def _doc(source: str, text: str) -> ParsedDocument:
     return ParsedDocument(source, f"h:{text}", len(text), "TXT", [Element(text, "NarrativeText")])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _serve(settings: Settings, engine: FakeEngine) -> Iterator[str]:
-    """The app under uvicorn in a thread on a free loopback port; yields its URL."""
-    app = create_app(settings, engine_factory=lambda _: engine)  # type: ignore[arg-type,return-value]
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        thread.join(30)
+def _serve(settings: Settings, engine: FakeEngine) -> AbstractContextManager[str]:
+    """The app with the fake engine under uvicorn in a thread; yields its URL."""
+    return serve_in_thread(create_app(settings, engine_factory=lambda _: engine))  # type: ignore[arg-type,return-value]
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +113,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iter
             parsing={"max_file_mb": 0.01, "workers": 1},
             api={
                 "keys": [
-                    {"sha256": _sha(ADMIN_KEY), "name": "admin"},
-                    {"sha256": _sha(ALPHA_KEY), "name": "alpha", "collections": ["alpha"]},
+                    {"sha256": key_hash(ADMIN_KEY), "name": "admin"},
+                    {"sha256": key_hash(ALPHA_KEY), "name": "alpha", "collections": ["alpha"]},
                 ],
                 "max_active_generations": 1,
                 "max_queued": 1,

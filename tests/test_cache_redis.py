@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from ingest.pipeline import IngestPipeline
-from ingest.types import Element, ParsedDocument
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder
+from ragline.ingest.pipeline import IngestPipeline
+from ragline.ingest.types import Element, ParsedDocument
+from ragline.retrieve.cache import InProcessCache, RedisCache, cache_key, make_cache
+from ragline.retrieve.retriever import Retriever
+from ragline.retrieve.types import RetrievalRequest
 from ragline.settings import CacheSettings, Settings, load_settings
-from retrieve.cache import InProcessCache, RedisCache, cache_key, make_cache
-from retrieve.retriever import Retriever
-from retrieve.types import RetrievalRequest
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -4,10 +4,10 @@ import itertools
 
 import pytest
 
-from ingest.chunk import Chunker
-from ingest.embed import Embedder
-from ingest.tokens import HFTokenCounter
-from ingest.types import Element, ParsedDocument
+from ragline.ingest.chunk import Chunker
+from ragline.ingest.embed import Embedder
+from ragline.ingest.tokens import HFTokenCounter
+from ragline.ingest.types import Element, ParsedDocument
 from ragline.settings import ChunkingSettings
 
 

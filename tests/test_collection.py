@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.collection import Collection, CollectionError, CollectionNotFound
-from ingest.docstore import DocumentWrite
-from ingest.index import FLAT, IVF
-from ingest.types import Chunk
+from ragline.ingest.collection import Collection, CollectionError, CollectionNotFound
+from ragline.ingest.docstore import DocumentWrite
+from ragline.ingest.index import FLAT, IVF
+from ragline.ingest.types import Chunk
 from ragline.settings import IndexSettings
 
 DIM = 16
@@ -135,7 +135,7 @@ def test_reader_rebuilds_in_memory_while_a_writer_holds_the_lock(tmp_path: Path)
 
 
 def test_empty_collection_searches_to_nothing(tmp_path: Path) -> None:
-    from retrieve.dense import dense_search
+    from ragline.retrieve.dense import dense_search
 
     store = Collection.open(tmp_path, "empty", IndexSettings(), create=True)
     assert dense_search(store, np.ones(DIM, dtype=np.float32), 5) == []
@@ -146,7 +146,7 @@ def test_single_queries_search_with_one_faiss_thread_batches_with_all() -> None:
 
     import faiss
 
-    from ingest.index import BULK_THREADS, SMALL_SEARCH, VectorIndex
+    from ragline.ingest.index import BULK_THREADS, SMALL_SEARCH, VectorIndex
 
     rng = np.random.default_rng(7)
     vectors = _unit(rng, 500)

@@ -5,17 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from ragline.beir import load_beir
+from ragline.evaluation.beir import load_beir
+from ragline.evaluation.evaluate import Evaluator, parse_sweep
+from ragline.evaluation.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from ragline.evaluation.report import pareto_front, write_results
 from ragline.settings import Settings
-from retrieve.eval_report import pareto_front, write_results
-from retrieve.evaluate import (
-    Evaluator,
-    mrr_at_k,
-    ndcg_at_k,
-    parse_sweep,
-    percentile,
-    recall_at_k,
-)
 
 
 def test_metrics_match_hand_computed_values() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from ingest.pipeline import IngestPipeline, IngestReport, Status
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder
+from ragline.ingest.pipeline import IngestPipeline, IngestReport, Status
 from ragline.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from generate.engine import GenerationEngine
-from generate.prompt import PromptBuilder
-from generate.rag import RagGenerator
-from generate.types import SamplingOptions, TextDelta
+from ragline.generate.engine import GenerationEngine
+from ragline.generate.prompt import PromptBuilder
+from ragline.generate.rag import RagGenerator
+from ragline.generate.types import SamplingOptions, TextDelta
+from ragline.retrieve.types import Passage, RetrievalResult, StageTimings
 from ragline.settings import load_settings
-from retrieve.types import Passage, RetrievalResult, StageTimings
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from ingest.pipeline import IngestPipeline, Status
 from ragline.cli import app
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder
+from ragline.ingest.pipeline import IngestPipeline, Status
 from ragline.settings import Settings
 
 SMALL_SET = [

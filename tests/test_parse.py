@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.parse import parse_file
+from ragline.ingest.parse import parse_file
 from ragline.settings import ParsingSettings
 
 SETTINGS = ParsingSettings()

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from ingest.pipeline import IngestPipeline
-from ingest.types import Element, ParsedDocument
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder
+from ragline.ingest.pipeline import IngestPipeline
+from ragline.ingest.types import Element, ParsedDocument
+from ragline.retrieve.prefetch import Prefetcher, context_query, salient_terms
+from ragline.retrieve.retriever import Retriever
+from ragline.retrieve.types import RetrievalRequest
 from ragline.settings import Settings
-from retrieve.prefetch import Prefetcher, context_query, salient_terms
-from retrieve.retriever import Retriever
-from retrieve.types import RetrievalRequest
 
 
 def _doc(source: str, text: str) -> ParsedDocument:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from generate.citations import cited_numbers
-from generate.models import ModelNotPreparedError, is_prepared, resolve_model_path
-from generate.prompt import PromptBuilder, PromptTooLongError
-from generate.rag import cited_sources
-from generate.types import ChatTurn
-from retrieve.types import Passage
+from ragline.generate.citations import cited_numbers
+from ragline.generate.models import ModelNotPreparedError, is_prepared, resolve_model_path
+from ragline.generate.prompt import PromptBuilder, PromptTooLongError
+from ragline.generate.rag import cited_sources
+from ragline.generate.types import ChatTurn
+from ragline.retrieve.types import Passage
 
 BUILTIN = "builtin:smollm2-135m-instruct"
 SYSTEM = "Answer from the sources and cite them as [n]."
@@ -125,7 +125,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def test_uncited_answers_are_attributed_by_similarity(embedder) -> None:  # type: ignore[no-untyped-def]
-    from generate.citations import attribute
+    from ragline.generate.citations import attribute
 
     sources = [
         "The Eiffel Tower in Paris was completed in 1889 for the World's Fair.",

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragline.beir import load_beir
+from ragline.evaluation.beir import load_beir
+from ragline.retrieve.rerank import CrossEncoderReranker, resolve_reranker_path
 from ragline.settings import RerankSettings
-from retrieve import train_reranker as training
-from retrieve.rerank import CrossEncoderReranker, resolve_reranker_path
-from retrieve.train_reranker import METADATA_FILE, doc_text, train_reranker
+from ragline.training import reranker as training
+from ragline.training.reranker import METADATA_FILE, TrainingConfig, doc_text, train_reranker
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def test_builtin_reranker_resolves_under_models_dir(tmp_path: Path) -> None:
 
 def test_training_never_reads_the_test_split(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="test split"):
-        train_reranker(tmp_path, tmp_path / "out", split="test")
+        train_reranker(tmp_path, tmp_path / "out", TrainingConfig(split="test"))
 
 
 def test_interrupted_training_leaves_no_output(
@@ -57,10 +57,7 @@ def test_interrupted_training_leaves_no_output(
         train_reranker(
             scifact,
             output,
-            max_queries=2,
-            negatives_per_query=1,
-            epochs=1,
-            max_length=32,
+            TrainingConfig(max_queries=2, negatives_per_query=1, epochs=1, max_length=32),
             show_progress=False,
         )
     assert not output.exists()
@@ -69,9 +66,7 @@ def test_interrupted_training_leaves_no_output(
 
 @pytest.mark.slow
 def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> None:
-    output = train_reranker(
-        scifact,
-        tmp_path / "reranker",
+    config = TrainingConfig(
         max_queries=40,
         negatives_per_query=3,
         random_negatives_per_query=1,
@@ -79,8 +74,8 @@ def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> N
         epochs=3,
         groups_per_batch=4,
         max_length=64,
-        show_progress=False,
     )
+    output = train_reranker(scifact, tmp_path / "reranker", config, show_progress=False)
     metadata = json.loads((output / METADATA_FILE).read_text())
     assert metadata["split"] == "train"
     assert metadata["queries"] == 40

@@ -6,18 +6,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from ingest.pipeline import IngestPipeline
-from ingest.types import Element, ParsedDocument
-from ragline.beir import load_beir
+from ragline.evaluation.beir import load_beir
+from ragline.evaluation.evaluate import beir_documents
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder
+from ragline.ingest.pipeline import IngestPipeline
+from ragline.ingest.types import Element, ParsedDocument
+from ragline.retrieve.bm25 import BM25Index
+from ragline.retrieve.cache import InProcessCache
+from ragline.retrieve.fusion import reciprocal_rank_fusion
+from ragline.retrieve.retriever import Retriever
+from ragline.retrieve.types import MetadataFilter, RetrievalRequest
 from ragline.settings import Settings
-from retrieve.bm25 import BM25Index
-from retrieve.cache import InProcessCache
-from retrieve.evaluate import beir_documents
-from retrieve.fusion import reciprocal_rank_fusion
-from retrieve.retriever import Retriever
-from retrieve.types import MetadataFilter, RetrievalRequest
 
 
 def test_reciprocal_rank_fusion_orders_by_weighted_reciprocal_rank() -> None:

@@ -1,15 +1,28 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from ragline.settings import load_settings
+from ragline.config_file import render_defaults
+from ragline.settings import DEFAULT_CONFIG, Settings, load_settings
 
 
-def test_yaml_defaults_are_loaded() -> None:
-    settings = load_settings()
-    assert settings.embedding.model == "builtin:all-MiniLM-L6-v2"
-    assert settings.chunking.size == 256
+def test_default_yaml_is_generated_from_the_model() -> None:
+    """configs/default.yaml cannot drift from ragline/settings.py: regenerate it with
+    `ragline config defaults --write configs/default.yaml`."""
+    assert DEFAULT_CONFIG.read_text() == render_defaults()
+
+
+def test_default_yaml_documents_every_setting_with_its_default() -> None:
+    documented = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    assert documented == {
+        name: field.annotation().model_dump(mode="json")  # type: ignore[misc]
+        for name, field in Settings.model_fields.items()
+    }
+    for section in Settings.model_fields.values():
+        for key, field in section.annotation.model_fields.items():  # type: ignore[union-attr]
+            assert field.description, f"{key} has no description"
 
 
 def test_environment_overrides_yaml(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 from pathlib import Path, PurePath
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from filelock import Timeout
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from api.auth import Principal
-from api.deps import PrincipalDep, ServicesDep
-from api.errors import ApiError, not_found
-from api.jobs import JobQueueUnavailable, JobRecord
-from api.routers.common import ERRORS
-from api.schemas import (
+from ragline.api.auth import Principal
+from ragline.api.deps import PrincipalDep, ServicesDep
+from ragline.api.errors import ApiError, not_found
+from ragline.api.jobs import JobQueueUnavailable, JobRecord
+from ragline.api.routers.common import ERRORS
+from ragline.api.schemas import (
     CollectionList,
     CollectionOut,
     Deleted,
@@ -27,13 +25,17 @@ from api.schemas import (
     IngestPaths,
     JobOut,
 )
-from api.services import Services
-from api.uploads import allowed_paths, save_uploads, upload_dir
-from ingest.collection import Collection, CollectionError, CollectionNotFound, validate_name
-from ingest.docstore import DocumentRecord
+from ragline.api.services import Services
+from ragline.api.uploads import allowed_paths, save_uploads, upload_dir
+from ragline.ingest.collection import CollectionError, CollectionInfo, validate_name
+from ragline.ingest.docstore import DocumentRecord
+from ragline.service.collections import (
+    AmbiguousDocument,
+    CollectionBusy,
+    DocumentNotFound,
+)
 
 router = APIRouter(tags=["collections"])
-LOCK_WAIT_S = 10.0  # a delete waits this long for a running ingestion to finish
 
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -54,8 +56,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def _info(collection: Collection) -> CollectionOut:
-    info = collection.info()
+def _info(info: CollectionInfo) -> CollectionOut:
     return CollectionOut(
         name=info.name,
         documents=info.documents,
@@ -79,40 +80,35 @@ def _writable_name(name: str, principal: Principal) -> str:
 
 @router.get("/v1/collections", response_model=CollectionList, responses=ERRORS)
 async def list_collections(services: ServicesDep, principal: PrincipalDep) -> CollectionList:
-    def infos() -> list[CollectionOut]:
-        result = []
-        for name in services.registry.names():
-            if principal.can_use(name):
-                with contextlib.suppress(CollectionError):  # dropped meanwhile
-                    result.append(_info(services.registry.get(name).collection))
-        return result
+    def infos() -> list[CollectionInfo]:
+        collections = services.collections
+        return collections.infos([n for n in collections.names() if principal.can_use(n)])
 
-    return CollectionList(data=await asyncio.to_thread(infos))
+    return CollectionList(data=[_info(info) for info in await asyncio.to_thread(infos)])
 
 
 @router.get("/v1/collections/{name}", response_model=CollectionOut, responses=ERRORS)
 async def get_collection(
     name: str, services: ServicesDep, principal: PrincipalDep
 ) -> CollectionOut:
-    opened = services.collection(name, principal)
-    return await asyncio.to_thread(_info, opened.collection)
+    services.collection(name, principal)
+    try:
+        return _info(await asyncio.to_thread(services.collections.info, name))
+    except CollectionError:  # dropped meanwhile
+        raise not_found(f"collection {name!r}", param="name") from None
 
 
 @router.delete("/v1/collections/{name}", response_model=Deleted, responses=ERRORS)
 async def delete_collection(name: str, services: ServicesDep, principal: PrincipalDep) -> Deleted:
     """Delete a collection and its uploads (409 while an ingestion job writes it)."""
-    opened = services.collection(name, principal)
+    services.collection(name, principal)
 
     def drop() -> None:
-        lock = opened.collection.writer_lock()
-        try:
-            lock.acquire(timeout=LOCK_WAIT_S)
-        except Timeout:
-            raise ApiError(409, f"collection {name!r} is being ingested; retry later") from None
-        lock.release()
         try:
             services.registry.drop(name)
-        except CollectionNotFound:
+        except CollectionBusy as exc:
+            raise ApiError(409, str(exc)) from None
+        except CollectionError:  # dropped meanwhile
             raise not_found(f"collection {name!r}", param="name") from None
         shutil.rmtree(upload_dir(services.settings.storage.data_dir, name), ignore_errors=True)
 
@@ -184,8 +180,11 @@ def _document_out(record: DocumentRecord) -> DocumentOut:
 
 @router.get("/v1/collections/{name}/documents", response_model=DocumentList, responses=ERRORS)
 async def list_documents(name: str, services: ServicesDep, principal: PrincipalDep) -> DocumentList:
-    opened = services.collection(name, principal)
-    records = await asyncio.to_thread(opened.collection.docstore.documents)
+    services.collection(name, principal)
+    try:
+        records = await asyncio.to_thread(services.collections.documents, name)
+    except CollectionError:  # dropped meanwhile
+        raise not_found(f"collection {name!r}", param="name") from None
     return DocumentList(collection=name, data=[_document_out(r) for r in records])
 
 
@@ -198,37 +197,21 @@ async def delete_document(
     name: str, doc: str, services: ServicesDep, principal: PrincipalDep
 ) -> Deleted:
     """``doc`` is a document id, or its file name when that is unique in the collection."""
-    opened = services.collection(name, principal)
-    await asyncio.to_thread(_delete_document, services, opened.collection, doc)
+    services.collection(name, principal)
+    await asyncio.to_thread(_delete_document, services, name, doc)
     return Deleted(id=doc, object="document")
 
 
-def _delete_document(services: Services, collection: Collection, doc: str) -> None:
-    records = collection.docstore.documents()
-    matches = [r for r in records if str(r.doc_id) == doc] or [
-        r for r in records if PurePath(r.source).name == doc
-    ]
-    if not matches:
-        raise not_found(f"document {doc!r}", param="doc")
-    if len(matches) > 1:
-        raise ApiError(409, f"{len(matches)} documents are named {doc!r}; delete by id")
-    source = matches[0].source
-    settings = services.settings
-    # A writer of its own: the shared reader notices the new generation on its next query.
-    writer = Collection.open(settings.storage.collections_dir, collection.name, settings.index)
+def _delete_document(services: Services, name: str, doc: str) -> None:
     try:
-        lock = writer.writer_lock()
-        try:
-            lock.acquire(timeout=LOCK_WAIT_S)
-        except Timeout:
-            raise ApiError(409, "the collection is being ingested; retry later") from None
-        try:
-            writer.delete_documents([source])
-        finally:
-            lock.release()
-    finally:
-        writer.close()
-    services.cache.invalidate(collection.name)
-    uploads = upload_dir(settings.storage.data_dir, collection.name).resolve()
+        source = services.collections.find_document(name, doc).source
+        services.collections.delete_documents(name, [source])
+    except DocumentNotFound:
+        raise not_found(f"document {doc!r}", param="doc") from None
+    except (AmbiguousDocument, CollectionBusy) as exc:
+        raise ApiError(409, str(exc)) from None
+    except CollectionError:  # dropped meanwhile
+        raise not_found(f"collection {name!r}", param="name") from None
+    uploads = upload_dir(services.settings.storage.data_dir, name).resolve()
     if Path(source).parent == uploads:
         Path(source).unlink(missing_ok=True)

@@ -8,10 +8,10 @@ import base64
 import numpy as np
 from fastapi import APIRouter
 
-from api.deps import PrincipalDep, ServicesDep
-from api.errors import ApiError
-from api.routers.common import ERRORS
-from api.schemas import EmbeddingItem, EmbeddingList, EmbeddingRequest, EmbeddingUsage
+from ragline.api.deps import PrincipalDep, ServicesDep
+from ragline.api.errors import ApiError
+from ragline.api.routers.common import ERRORS
+from ragline.api.schemas import EmbeddingItem, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 
 router = APIRouter(tags=["embeddings"])
 MAX_INPUTS = 256
@@ -27,8 +27,8 @@ async def embeddings(
         raise ApiError(400, f"input must hold 1 to {MAX_INPUTS} texts", param="input")
     if any(not text.strip() for text in texts):
         raise ApiError(400, "input texts must not be empty", param="input")
-    vectors = await asyncio.to_thread(services.embedder.encode, texts)
-    tokens = await asyncio.to_thread(services.embedder.count_tokens, texts)
+    vectors = await asyncio.to_thread(services.components.embedder.encode, texts)
+    tokens = await asyncio.to_thread(services.components.embedder.count_tokens, texts)
     items = [
         EmbeddingItem(
             index=i,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import ServicesDep
-from api.schemas import Health
+from ragline.api.deps import ServicesDep
+from ragline.api.schemas import Health
 
 router = APIRouter(tags=["operations"])
 ENGINE_CHECK_S = 5.0
@@ -27,7 +27,7 @@ async def health(services: ServicesDep) -> JSONResponse:
     engine["model"] = services.model_id
     engine["unfinished_requests"] = services.engine.num_unfinished_requests()
     redis = await asyncio.to_thread(services.redis_status)
-    names = await asyncio.to_thread(services.registry.names)
+    names = await asyncio.to_thread(services.collections.names)
     pending = await asyncio.to_thread(services.jobs.store.pending)
     body = Health(
         status="ok" if engine["ok"] and redis != "down" else "degraded",

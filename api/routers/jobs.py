@@ -6,11 +6,11 @@ import asyncio
 
 from fastapi import APIRouter
 
-from api.deps import PrincipalDep, ServicesDep
-from api.errors import ApiError, not_found
-from api.jobs import JobQueueUnavailable
-from api.routers.common import ERRORS
-from api.schemas import JobOut
+from ragline.api.deps import PrincipalDep, ServicesDep
+from ragline.api.errors import ApiError, not_found
+from ragline.api.jobs import JobQueueUnavailable
+from ragline.api.routers.common import ERRORS
+from ragline.api.schemas import JobOut
 
 router = APIRouter(tags=["collections"])
 

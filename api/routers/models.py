@@ -6,16 +6,16 @@ import asyncio
 
 from fastapi import APIRouter
 
-from api.deps import PrincipalDep, ServicesDep
-from api.errors import not_found
-from api.routers.common import ERRORS
-from api.schemas import ModelCard, ModelList
+from ragline.api.deps import PrincipalDep, ServicesDep
+from ragline.api.errors import not_found
+from ragline.api.routers.common import ERRORS
+from ragline.api.schemas import ModelCard, ModelList
 
 router = APIRouter(tags=["models"])
 
 
 async def _cards(services: ServicesDep, principal: PrincipalDep) -> list[ModelCard]:
-    names = await asyncio.to_thread(services.registry.names)
+    names = await asyncio.to_thread(services.collections.names)
     cards = [ModelCard(id=services.model_id, kind="generation")]
     cards += [ModelCard(id=name) for name in names if principal.can_use(name)]
     return cards

@@ -8,12 +8,12 @@ from pathlib import PurePath
 
 from fastapi import APIRouter
 
-from api.answers import observe_retrieval
-from api.deps import PrincipalDep, ServicesDep
-from api.errors import ApiError
-from api.routers.common import ERRORS
-from api.schemas import ContextOut, PassageOut, RetrieveRequest, RetrieveResponse
-from retrieve.types import MetadataFilter, RetrievalRequest
+from ragline.api.deps import PrincipalDep, ServicesDep
+from ragline.api.errors import ApiError
+from ragline.api.routers.common import ERRORS
+from ragline.api.schemas import ContextOut, PassageOut, RetrieveRequest, RetrieveResponse
+from ragline.api.serving.chat import observe_retrieval
+from ragline.retrieve.types import MetadataFilter, RetrievalRequest
 
 router = APIRouter(tags=["retrieval"])
 
@@ -29,7 +29,7 @@ async def retrieve(
     body: RetrieveRequest, services: ServicesDep, principal: PrincipalDep
 ) -> RetrieveResponse:
     opened = services.collection(body.collection, principal)
-    if body.rerank and services.registry.reranker is None:
+    if body.rerank and not services.components.reranker_available:
         raise ApiError(400, "reranking is unavailable: no reranker model", param="rerank")
     filters = body.filters
     request = RetrievalRequest(

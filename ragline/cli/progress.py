@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ingest.pipeline import FileOutcome, IngestReport, Status
+from ragline.ingest.pipeline import FileOutcome, IngestReport, Status
 
 
 class RichIngestProgress:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ragline.evaluation.evaluate import EvalRow
 from ragline.tables import write_markdown_and_csv
-from retrieve.evaluate import EvalRow
 
 HEADER = [
     "mode",

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ingest.collection import Collection
-from ingest.embed import Embedder
-from ingest.embed_cache import CachingEmbedder
-from ingest.pipeline import IngestPipeline
-from ingest.types import Element, ParsedDocument
-from ragline.beir import BeirDataset
+from ragline.evaluation.beir import BeirDataset
+from ragline.evaluation.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder
+from ragline.ingest.embed_cache import CachingEmbedder
+from ragline.ingest.pipeline import IngestPipeline
+from ragline.ingest.types import Element, ParsedDocument
+from ragline.retrieve.dense import QueryEncoder
+from ragline.retrieve.retriever import Reranker, Retriever
+from ragline.retrieve.types import Mode, RetrievalRequest
 from ragline.settings import Settings
-from retrieve.dense import QueryEncoder
-from retrieve.retriever import Reranker, Retriever
-from retrieve.types import Mode, RetrievalRequest
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,31 +51,6 @@ class EvalRow:
     p50_ms: float
     p95_ms: float
     queries: int
-
-
-def ndcg_at_k(ranking: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
-    dcg = sum(relevant.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranking[:k]))
-    ideal = sorted(relevant.values(), reverse=True)[:k]
-    idcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
-
-
-def recall_at_k(ranking: Sequence[str], relevant: dict[str, int], k: int) -> float:
-    positives = {doc for doc, gain in relevant.items() if gain > 0}
-    return len(positives & set(ranking[:k])) / len(positives) if positives else 0.0
-
-
-def mrr_at_k(ranking: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
-    for rank, doc in enumerate(ranking[:k], start=1):
-        if relevant.get(doc, 0) > 0:
-            return 1.0 / rank
-    return 0.0
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 def parse_sweep(specs: Sequence[str]) -> dict[str, list[int]]:

@@ -10,14 +10,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.collection import Collection, CollectionNotFound, validate_name
-from ingest.embed import Embedder
-from ragline.settings import Settings
-from retrieve.cache import ResultCache
-from retrieve.dense import QueryEncoder
-from retrieve.prefetch import Prefetcher
-from retrieve.retriever import Reranker, Retriever
-from retrieve.types import RetrievalRequest, RetrievalResult, StageTimings
+from ragline.ingest.collection import Collection, CollectionNotFound, validate_name
+from ragline.retrieve.cache import ResultCache
+from ragline.retrieve.dense import QueryEncoder
+from ragline.retrieve.prefetch import Prefetcher
+from ragline.retrieve.retriever import Retriever
+from ragline.retrieve.types import RetrievalRequest, RetrievalResult, StageTimings
+from ragline.service.collections import LOCK_WAIT_S, CollectionService
 
 
 @dataclass(slots=True)
@@ -58,32 +57,23 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 class CollectionRegistry:
-    def __init__(
-        self,
-        settings: Settings,
-        embedder: Embedder,
-        cache: ResultCache,
-        reranker: Reranker | None,
-    ) -> None:
-        self.settings = settings
-        self.root = settings.storage.collections_dir
-        self.embedder = embedder
+    """Collections opened for reading, each with its retriever and prefetcher."""
+
+    def __init__(self, collections: CollectionService, cache: ResultCache) -> None:
+        self.collections = collections
+        self.components = collections.components
+        self.settings = collections.settings
         self.cache = cache
-        self.reranker = reranker
         # One query-embedding LRU for every collection: they share the embedding model.
-        self.queries = QueryEncoder(embedder, settings.retrieval.query_cache_size)
+        self.queries = QueryEncoder(
+            self.components.embedder, self.settings.retrieval.query_cache_size
+        )
         self._open: dict[str, OpenCollection] = {}
         self._lock = threading.Lock()
 
-    def names(self) -> list[str]:
-        return Collection.names(self.root)
-
-    def exists(self, name: str) -> bool:
-        return name in self.names()
-
     def get(self, name: str) -> OpenCollection:
         """The open collection; raises CollectionNotFound (or CollectionError for a bad name)."""
-        docstore = self.root / validate_name(name) / Collection.DOCSTORE  # no path tricks
+        docstore = self.collections.root / validate_name(name) / Collection.DOCSTORE
         with self._lock:
             current = self._open.get(name)
             identity = _identity(docstore)
@@ -92,17 +82,13 @@ class CollectionRegistry:
             if current is not None:  # dropped (and maybe re-created) behind our back
                 del self._open[name]
                 current.close()
-            collection = Collection.open(self.root, name, self.settings.index)
+            collection = self.collections.open(name)
             identity = _identity(docstore)
             if identity is None:
+                collection.close()
                 raise CollectionNotFound(f"collection {name!r} does not exist")
-            retriever = Retriever(
-                self.settings,
-                collection,
-                self.embedder,
-                reranker=self.reranker,
-                cache=self.cache,
-                query_encoder=self.queries,
+            retriever = self.components.retriever(
+                collection, cache=self.cache, query_encoder=self.queries
             )
             opened = OpenCollection(collection, retriever, Prefetcher(retriever), identity)
             self._open[name] = opened
@@ -114,10 +100,10 @@ class CollectionRegistry:
         if current is not None:
             current.close()
 
-    def drop(self, name: str) -> None:
+    def drop(self, name: str, wait_s: float | None = LOCK_WAIT_S) -> None:
+        """Drop the collection (CollectionBusy while an ingestion writes it)."""
         self.forget(name)
-        Collection.drop(self.root, name)
-        self.cache.invalidate(name)
+        self.collections.drop(name, wait_s)
 
     def close(self) -> None:
         with self._lock:

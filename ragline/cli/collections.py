@@ -1,0 +1,93 @@
+"""``ragline ingest``, ``ragline collections`` and ``ragline delete``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ragline.cli.app import CollectionOpt, app, collection_name, console, err_console, fail
+from ragline.cli.app import settings as load
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders to ingest")],
+    collection: CollectionOpt = None,
+    force: Annotated[bool, typer.Option(help="re-parse files even if unchanged")] = False,
+    workers: Annotated[int | None, typer.Option(help="parsing processes")] = None,
+) -> None:
+    """Parse, chunk, embed and index documents into a collection."""
+    from ragline.cli.progress import RichIngestProgress, render_report
+    from ragline.ingest.collection import CollectionError
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components
+
+    settings = load()
+    if workers is not None:
+        settings.parsing.workers = workers
+    service = CollectionService(Components(settings))
+    try:
+        with RichIngestProgress(console) as progress:
+            report = service.ingest(
+                collection_name(settings, collection), paths, force=force, progress=progress
+            )
+    except (CollectionError, FileNotFoundError) as exc:
+        fail(str(exc))
+    render_report(console, report)
+
+
+@app.command("collections")
+def list_collections() -> None:
+    """List collections with their document and chunk counts."""
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components
+
+    table = Table("collection", "documents", "chunks", "index", "generation", "size", "model")
+    for info in CollectionService(Components(load())).infos():
+        table.add_row(
+            info.name,
+            str(info.documents),
+            str(info.chunks),
+            info.index_kind,
+            str(info.generation),
+            f"{info.size_bytes / 2**20:.1f} MiB",
+            info.embedding_model or "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def delete(
+    sources: Annotated[list[Path] | None, typer.Argument(help="documents to remove")] = None,
+    collection: CollectionOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="delete the whole collection")] = False,
+) -> None:
+    """Delete documents from a collection, or the whole collection with --all."""
+    from ragline.ingest.collection import CollectionError
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components
+
+    settings = load()
+    name = collection_name(settings, collection)
+    service = CollectionService(Components(settings))
+    if not all_ and not sources:
+        fail("name documents to delete, or pass --all")
+    wanted = [str(Path(s).resolve()) for s in sources or []]
+    try:
+        if all_:
+            service.drop(name)
+            console.print(f"deleted collection [bold]{name}[/]")
+            return
+        found = service.delete_documents(name, wanted)
+    except CollectionError as exc:
+        fail(str(exc))
+    missing = set(wanted) - set(found)
+    for source in found:
+        console.print(f"deleted {source}")
+    for source in sorted(missing):
+        err_console.print(f"[yellow]not in collection:[/] {source}")
+    if missing:
+        raise typer.Exit(1)

@@ -1,0 +1,177 @@
+"""``ragline query``, ``ragline eval`` and ``ragline reranker train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ragline.cli.app import CollectionOpt, app, collection_name, console, err_console, fail
+from ragline.cli.app import settings as load
+
+
+@app.command()
+def query(
+    question: Annotated[str, typer.Argument(help="the question")],
+    collection: CollectionOpt = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or bm25")] = "hybrid",
+    rerank: Annotated[bool | None, typer.Option(help="cross-encoder rerank")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="only these sources (globs)")] = None,
+) -> None:
+    """Retrieve passages for a question and show scores, timings and compressed context."""
+    from ragline.ingest.collection import CollectionError
+    from ragline.retrieve.types import MODES, MetadataFilter, RetrievalRequest
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components, RerankerUnavailable
+
+    settings = load()
+    if mode not in MODES:
+        fail(f"unknown mode {mode!r}; choose from {MODES}")
+    components = Components(settings)
+    use_rerank = rerank if rerank is not None else settings.rerank.enabled
+    if use_rerank:
+        try:
+            components.reranker()
+        except RerankerUnavailable as exc:
+            if rerank:
+                fail(str(exc))
+            err_console.print(f"[yellow]reranking off:[/] {exc}")
+            use_rerank = False
+    try:
+        store = CollectionService(components).open(collection_name(settings, collection))
+    except CollectionError as exc:
+        fail(str(exc))
+    retriever = components.retriever(store)
+    request = RetrievalRequest(
+        question,
+        top_k=top_k,
+        mode=mode,
+        rerank=use_rerank,
+        filters=MetadataFilter(sources=source or []),
+    )
+    try:
+        result = retriever.run(request)
+    finally:
+        store.close()
+    table = Table("#", "score", "source", "where", "text")
+    for number, passage in enumerate(result.passages, start=1):
+        where = " ".join(
+            part
+            for part in (
+                f"p.{passage.page}" if passage.page else "",
+                passage.sheet or "",
+                " > ".join(passage.headings),
+            )
+            if part
+        )
+        snippet = " ".join(passage.text.split())[:160]
+        table.add_row(
+            str(number), f"{passage.score:.3f}", Path(passage.source).name, where, snippet
+        )
+    console.print(table)
+    stages = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings.stages.items())
+    console.print(f"[dim]{stages}[/]")
+    if result.context is not None:
+        console.print(
+            f"[bold]context[/] ({result.context.tokens_in} → {result.context.tokens_out} tokens):"
+        )
+        console.print(result.context.text or "[dim](nothing relevant enough)[/]")
+
+
+@app.command("eval")
+def evaluate(
+    dataset: Annotated[
+        Path, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    ],
+    split: Annotated[str, typer.Option(help="qrels split to score")] = "test",
+    modes: Annotated[
+        str, typer.Option(help="comma list of dense,bm25,hybrid")
+    ] = "dense,bm25,hybrid",
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(help="e.g. chunk_size=128,256 overlap=0,32 rerank_depth=0,20"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for eval.csv/.md/.png")] = Path("var/eval"),
+    max_queries: Annotated[int | None, typer.Option(help="evaluate the first N queries")] = None,
+) -> None:
+    """Score retrieval configurations on a BEIR dataset: quality and latency, table + plot."""
+    from ragline.envinfo import environment
+    from ragline.evaluation.beir import load_beir
+    from ragline.evaluation.evaluate import Evaluator, parse_sweep
+    from ragline.evaluation.report import write_results
+    from ragline.retrieve.types import MODES
+    from ragline.service.components import Components, RerankerUnavailable
+
+    settings = load()
+    try:
+        grid = parse_sweep(sweep or [])
+    except ValueError as exc:
+        fail(str(exc))
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    if unknown := set(names) - set(MODES):
+        fail(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+    chosen = [m for m in MODES if m in names]
+    if not (dataset / "corpus.jsonl").exists():
+        fail(f"{dataset} is not a BEIR folder (no corpus.jsonl)")
+    data = load_beir(dataset, split)
+    if max_queries:
+        data.queries = dict(list(data.queries.items())[:max_queries])
+
+    components = Components(settings)
+    needs_reranker = any(depth > 0 for depth in grid.get("rerank_depth", [0]))
+    if needs_reranker:
+        try:
+            components.reranker()
+        except RerankerUnavailable as exc:
+            fail(str(exc))
+    evaluator = Evaluator(
+        settings,
+        data,
+        dataset.name,
+        components.reranker if needs_reranker else None,
+        log=console.print,
+    )
+    rows = evaluator.run(evaluator.configs(grid, chosen))
+    notes = [
+        f"`ragline eval {dataset.name} --split {split}` · {len(data.queries)} queries · "
+        f"embedding {settings.embedding.model}"
+        + (f" · reranker {settings.rerank.model}" if needs_reranker else ""),
+        "Environment: " + environment(["faiss-cpu", "bm25s", "sentence-transformers", "torch"]),
+        "Latency: whole query path per query (embed, search, fuse, rerank), one at a time.",
+    ]
+    path = write_results(rows, out, f"Retrieval on {dataset.name} ({split})", notes)
+    console.print(f"wrote {path}, eval.csv and eval.png in {out}")
+
+
+reranker_app = typer.Typer(no_args_is_help=True, help="the cross-encoder reranker")
+app.add_typer(reranker_app, name="reranker")
+
+
+@reranker_app.command("train")
+def train_reranker_command(
+    dataset: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv (SciFact)")],
+    epochs: Annotated[int, typer.Option()] = 2,
+    negatives: Annotated[int, typer.Option(help="BM25 hard negatives per group")] = 7,
+    max_length: Annotated[int, typer.Option(help="tokens per (query, doc) pair")] = 128,
+    max_queries: Annotated[int | None, typer.Option()] = None,
+    output: Annotated[Path | None, typer.Option(help="default: the builtin model's folder")] = None,
+) -> None:
+    """Fine-tune the default cross-encoder from the shipped MiniLM on the train split only."""
+    from ragline.retrieve.rerank import BUILTIN_RERANKER_DIR
+    from ragline.training.reranker import TrainingConfig, train_reranker
+
+    settings = load()
+    if not (dataset / "qrels" / "train.tsv").exists():
+        fail(f"{dataset} has no qrels/train.tsv")
+    target = output or settings.models_dir / BUILTIN_RERANKER_DIR
+    config = TrainingConfig(
+        epochs=epochs,
+        negatives_per_query=negatives,
+        max_length=max_length,
+        max_queries=max_queries,
+    )
+    path = train_reranker(dataset, target, config)
+    console.print(f"reranker saved to {path}")

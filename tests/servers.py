@@ -1,0 +1,145 @@
+"""Servers for the API and page tests: a real `ragline serve` process, the app in a
+thread with a fake engine, and a private redis-server (the shared one at 6379 is never
+touched). Every server listens on a free loopback port."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def key_hash(key: str) -> str:
+    """An API key as `api.keys` stores it."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def ragline_command() -> list[str]:
+    script = Path(sys.executable).parent / "ragline"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ragline.cli"]
+
+
+class PrivateRedis:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+class ServeProcess:
+    """`ragline serve` in a process of its own, configured by RAGLINE_* variables."""
+
+    def __init__(self, env: Mapping[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        full_env = {**os.environ, **env}
+        if "REDIS_URL" not in env:
+            full_env.pop("REDIS_URL", None)  # only the test's own Redis, if any
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*ragline_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+
+    def wait_ready(self, timeout: float) -> str:
+        """Blocks until /health answers 200 (the engine is up); returns the URL."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, "server exited:\n" + self.log.read_text()[-4000:]
+            assert time.monotonic() < deadline, "server not ready:\n" + self.log.read_text()[-4000:]
+            try:
+                if httpx.get(self.url + "/health", timeout=5).status_code == 200:
+                    return self.url
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """An ASGI app under uvicorn in a thread on a free loopback port; yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
