@@ -107,6 +107,14 @@ class Metrics:
         if completion > 1:
             self.tpot.observe(tpot_s)
 
+    def observe_retrieval(self, stages_ms: dict[str, float], seconds: float) -> None:
+        """The whole retrieval, and the rerank and compress stages within it."""
+        self.stage.labels("retrieve").observe(seconds)
+        for name in ("rerank", "compress"):
+            spent = sum(v for k, v in stages_ms.items() if k.endswith(name))
+            if spent:
+                self.stage.labels(name).observe(spent / 1e3)
+
     def attach(self, live: LiveState) -> None:
         self.registry.register(_LiveCollector(live, self))
 

@@ -12,7 +12,6 @@ from ragline.api.deps import PrincipalDep, ServicesDep
 from ragline.api.errors import ApiError
 from ragline.api.routers.common import ERRORS
 from ragline.api.schemas import ContextOut, PassageOut, RetrieveRequest, RetrieveResponse
-from ragline.api.serving.chat import observe_retrieval
 from ragline.retrieve.types import MetadataFilter, RetrievalRequest
 
 router = APIRouter(tags=["retrieval"])
@@ -48,7 +47,7 @@ async def retrieve(
     )
     started = time.perf_counter()
     result = await asyncio.to_thread(opened.retrieve, request)
-    observe_retrieval(services, result, time.perf_counter() - started)
+    services.metrics.observe_retrieval(result.timings.stages, time.perf_counter() - started)
     context = result.context
     return RetrieveResponse(
         collection=body.collection,

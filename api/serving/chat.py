@@ -129,15 +129,6 @@ def sources_out(state: AnswerState, sources: list[Source], snippet_chars: int) -
     ]
 
 
-def observe_retrieval(services: Services, retrieval: RetrievalResult, seconds: float) -> None:
-    stage = services.metrics.stage
-    stage.labels("retrieve").observe(seconds)
-    for name in ("rerank", "compress"):
-        spent = sum(v for k, v in retrieval.timings.stages.items() if k.endswith(name))
-        if spent:
-            stage.labels(name).observe(spent / 1e3)
-
-
 class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer]):
     route: ClassVar[str] = "/v1/chat/completions"
     id_prefix: ClassVar[str] = "chatcmpl"
@@ -171,7 +162,7 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
         )
         retrieving = time.perf_counter()
         retrieval = await asyncio.to_thread(checked.opened.retrieve, request, conversation.previous)
-        observe_retrieval(services, retrieval, time.perf_counter() - retrieving)
+        self.metrics.observe_retrieval(retrieval.timings.stages, time.perf_counter() - retrieving)
         assert checked.options.max_tokens is not None
         try:
             prompt = await asyncio.to_thread(
