@@ -155,7 +155,7 @@ def main() -> None:
     retriever = components.retriever(
         collection, reranker=reranker, query_encoder=QueryEncoder(embedder, cache_size=0)
     )
-    retriever.bm25()
+    collection.repair()  # a lexical index for a collection made before one
 
     def ragline(mode: Mode, depth: int) -> Callable[[str], object]:
         def run(query: str) -> object:

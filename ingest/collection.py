@@ -1,9 +1,12 @@
-"""A named collection on disk: SQLite docstore (truth) + FAISS index (derived).
+"""A named collection on disk: SQLite docstore (truth), FAISS and lexical indexes (derived).
 
-Layout: ``<data_dir>/collections/<name>/{docstore.sqlite, index.faiss, index.json}``.
-``index.json`` records the docstore generation the saved index reflects. On open, a
-missing or stale index (a crash between the docstore commit and the index save) is
-rebuilt from the stored vectors, so index and docstore always agree.
+Layout: ``<data_dir>/collections/<name>/{docstore.sqlite, index.faiss, index.json,
+lexical/}``. Each derived index records the docstore generation it reflects and catches
+up by replaying the docstore's change log: a reader in any process applies the adds and
+removes of a commit group to its in-memory FAISS index instead of reloading the file,
+and the writer updates the on-disk lexical index in the same commit group. A saved FAISS
+file is a checkpoint (loaded, then caught up); only when the log no longer reaches back
+(after a crash, or a reader far behind) is an index rebuilt from the stored chunks.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +24,9 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from ragline.ingest.docstore import DocStore, DocumentWrite
+from ragline.ingest.docstore import ChangeSet, DocStore, DocumentWrite
 from ragline.ingest.index import FLAT, VectorIndex
+from ragline.ingest.lexical import LexicalIndex
 from ragline.settings import IndexSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -58,15 +63,23 @@ class Collection:
     DOCSTORE = "docstore.sqlite"
     INDEX = "index.faiss"
     MANIFEST = "index.json"
+    LEXICAL = "lexical"
+    # Change-log generations kept behind the oldest persisted index, so that readers a
+    # little behind catch up by replay rather than a reload.
+    KEEP_CHANGES = 1000
 
     def __init__(self, root: Path, name: str, settings: IndexSettings) -> None:
         self.name = validate_name(name)
         self.path = root / name
         self.settings = settings
         self.docstore = DocStore(self.path / self.DOCSTORE)
+        self.lexical = LexicalIndex(self.path / self.LEXICAL)
         self._index: VectorIndex | None = None
         self._index_generation = -1  # docstore generation the in-memory index reflects
         self._index_dirty = False
+        # FAISS is not safe to search while it is being changed: catch-up and writes
+        # take this lock, and so do searches.
+        self._index_lock = threading.RLock()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -86,6 +99,7 @@ class Collection:
         return FileLock(str(self.path / ".write.lock"))
 
     def close(self) -> None:
+        self.lexical.close()
         self.docstore.close()
 
     @staticmethod
@@ -129,35 +143,64 @@ class Collection:
     def generation(self) -> int:
         return self.docstore.generation
 
-    # -- index --------------------------------------------------------------------------
+    # -- dense index ----------------------------------------------------------------------
 
     @property
     def index(self) -> VectorIndex:
-        if self._index is None:
-            self._index = self._load_or_rebuild_index()
-        return self._index
+        """The in-memory FAISS index, loaded on first use (not caught up: see search)."""
+        with self._index_lock:
+            if self._index is None:
+                self._index = self._load_or_rebuild_index()
+            return self._index
 
     def _dimension(self) -> int | None:
         config = self.config
         return int(config["dimension"]) if config and "dimension" in config else None
 
-    def refresh(self) -> bool:
-        """For readers: drop the in-memory index if another process changed the collection.
-        Returns True when it was stale."""
-        if self._index is not None and self._index_generation != self.docstore.generation:
-            self._index = None
-            return True
-        return False
+    def catch_up(self) -> int:
+        """Bring the in-memory index to the docstore's generation by replaying the change
+        log (another process's commits); returns the generation it now reflects."""
+        with self._index_lock:
+            index = self.index
+            if self._index_generation == self.docstore.generation:
+                return self._index_generation
+            changes = self.docstore.changes_since(self._index_generation)
+            if changes is None or index.dim != self._dimension():
+                self._index = None  # too far behind to replay: load the checkpoint again
+                index = self.index
+            else:
+                self._apply_dense(index, changes)
+            return self._index_generation
+
+    def _apply_dense(self, index: VectorIndex, changes: ChangeSet) -> None:
+        index.remove(changes.removed)
+        if changes.added:
+            ids, vectors = self.docstore.vectors_by_id(changes.added, index.dim)
+            index.add(ids, vectors)
+        self._index_generation = changes.generation
+
+    def search_dense(
+        self, query_vector: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) from the caught-up index (see ``VectorIndex.search``)."""
+        with self._index_lock:
+            self.catch_up()
+            return self.index.search(query_vector[None, :], k, allowed)
 
     def _load_or_rebuild_index(self) -> VectorIndex:
+        """The saved checkpoint caught up from the log, or a rebuild when it cannot be."""
         manifest_path = self.path / self.MANIFEST
         index_path = self.path / self.INDEX
-        generation = self.docstore.generation
         if manifest_path.exists() and index_path.exists():
-            manifest = json.loads(manifest_path.read_text())
-            if manifest.get("generation") == generation:
-                self._index_generation = generation
-                return VectorIndex.load(index_path, self.settings)
+            saved = int(json.loads(manifest_path.read_text()).get("generation", -1))
+            changes = self.docstore.changes_since(saved)
+            if changes is not None:
+                index = VectorIndex.load(index_path, self.settings)
+                if index.dim == (self._dimension() or index.dim):
+                    self._index_generation = saved
+                    if changes.generation != saved:
+                        self._apply_dense(index, changes)
+                    return index
         # Persist the rebuilt index only when no writer is at work: a reader saving an
         # index of generation g could otherwise land after a writer's g+1 and leave the
         # manifest and the index file disagreeing. A writer (this thread included) saves
@@ -170,26 +213,27 @@ class Collection:
 
     def rebuild_index(self, persist: bool = True) -> VectorIndex:
         """Rebuild from the docstore's vectors (flat or IVF by size); ``persist`` saves it."""
-        dim = self._dimension()
-        generation = self.docstore.generation
-        if dim is None:
-            index = VectorIndex.empty(1, self.settings)
-        else:
-            batches = list(self.docstore.iter_vectors(dim))
-            ids = np.concatenate([b[0] for b in batches]) if batches else np.zeros(0, np.int64)
-            vectors = (
-                np.concatenate([b[1] for b in batches])
-                if batches
-                else np.zeros((0, dim), np.float32)
-            )
-            index = VectorIndex.build(dim, ids, vectors, self.settings)
-        self._index = index
-        self._index_generation = generation
-        if persist:
-            self._save_index(index, generation)
-        else:
-            self._index_dirty = True
-        return index
+        with self._index_lock:
+            dim = self._dimension()
+            generation = self.docstore.generation
+            if dim is None:
+                index = VectorIndex.empty(1, self.settings)
+            else:
+                batches = list(self.docstore.iter_vectors(dim))
+                ids = np.concatenate([b[0] for b in batches]) if batches else np.zeros(0, np.int64)
+                vectors = (
+                    np.concatenate([b[1] for b in batches])
+                    if batches
+                    else np.zeros((0, dim), np.float32)
+                )
+                index = VectorIndex.build(dim, ids, vectors, self.settings)
+            self._index = index
+            self._index_generation = generation
+            if persist:
+                self._save_index(index, generation)
+            else:
+                self._index_dirty = True
+            return index
 
     def _save_index(self, index: VectorIndex, generation: int) -> None:
         index.save(self.path / self.INDEX)
@@ -200,40 +244,90 @@ class Collection:
         self._index_dirty = False
 
     def flush(self) -> None:
-        """Persist the in-memory index (switching flat → IVF when it has outgrown flat)."""
-        if self._index is None or not self._index_dirty:
+        """Persist the in-memory index as a checkpoint (switching flat → IVF when it has
+        outgrown flat), then forget changes every persisted index has reached."""
+        with self._index_lock:
+            if self._index is not None and self._index_dirty:
+                if self._index.kind == FLAT and self._index.ntotal > self.settings.flat_max_vectors:
+                    self.rebuild_index()
+                else:
+                    self._save_index(self._index, self._index_generation)
+        if self._index is not None and not self._index_dirty:
+            oldest = min(self._index_generation, self.lexical.generation)
+            self.docstore.prune_changes(oldest - self.KEEP_CHANGES)
+
+    # -- lexical index --------------------------------------------------------------------
+
+    def repair_lexical(self) -> None:
+        """Writer only: bring the lexical index to the docstore's generation (replaying
+        the log, or rebuilding when a crash left it too far behind)."""
+        current = self.docstore.generation
+        if self.lexical.generation == current:
             return
-        if self._index.kind == FLAT and self._index.ntotal > self.settings.flat_max_vectors:
-            self.rebuild_index()
-            return
-        self._save_index(self._index, self.docstore.generation)
+        changes = self.docstore.changes_since(self.lexical.generation)
+        if changes is None:
+            self.lexical.rebuild(self._all_texts(), current)
+        else:
+            self.lexical.apply(
+                changes.removed, self.docstore.texts_by_id(changes.added), changes.generation
+            )
+
+    def _all_texts(self) -> Iterator[tuple[int, str]]:
+        for chunk in self.docstore.iter_chunks():
+            yield chunk.chunk_id, chunk.text
+
+    def repair(self) -> bool:
+        """For readers, at open: bring the on-disk lexical index up to the docstore (a
+        crashed writer, or a collection made before it existed) unless a writer is at
+        work, which repairs it itself. Returns False when it is left behind."""
+        if self.lexical.generation == self.docstore.generation:
+            return True
+        try:
+            with self.writer_lock().acquire(timeout=0):
+                self.repair_lexical()
+        except Timeout:
+            return False
+        return True
 
     # -- writes -------------------------------------------------------------------------
 
     def write_documents(self, writes: Sequence[DocumentWrite]) -> None:
-        """Commit to the docstore (atomic), then mirror the change in the index."""
+        """Writer only. Commit to the docstore (atomic), then mirror the change in FAISS
+        and the lexical index; a crash in between is repaired from the change log."""
         if not writes:
             return
-        index = self.index  # load before the commit, so it reflects the previous generation
-        removed, added = self.docstore.replace_documents(writes)
-        vectors = [w.vectors for w in writes if len(w.chunks)]
-        if index.dim != self._dimension():
-            self.rebuild_index()
-        else:
-            index.remove(removed)
-            if vectors:
-                index.add(added, np.concatenate(vectors, axis=0))
-            self._index_dirty = True
-            self._index_generation = self.docstore.generation
+        self.repair_lexical()
+        with self._index_lock:
+            index = self.index
+            self.catch_up()  # reflects the previous generation before this commit
+            removed, added = self.docstore.replace_documents(writes)
+            generation = self.docstore.generation
+            vectors = [w.vectors for w in writes if len(w.chunks)]
+            if index.dim != self._dimension():
+                self.rebuild_index()
+            else:
+                index.remove(removed)
+                if vectors:
+                    index.add(added, np.concatenate(vectors, axis=0))
+                self._index_dirty = True
+                self._index_generation = generation
+        texts = [chunk.text for write in writes for chunk in write.chunks]
+        self.lexical.apply(removed, zip(added, texts, strict=True), generation)
 
     def delete_documents(self, sources: Sequence[str]) -> list[str]:
-        index = self.index
-        found, removed = self.docstore.delete_sources(sources)
-        if found:
+        """Writer only."""
+        self.repair_lexical()
+        with self._index_lock:
+            index = self.index
+            self.catch_up()
+            found, removed = self.docstore.delete_sources(sources)
+            if not found:
+                return found
             index.remove(removed)
             self._index_dirty = True
             self._index_generation = self.docstore.generation
-            self.flush()
+        self.lexical.apply(removed, [], self._index_generation)
+        self.flush()
         return found
 
     def info(self) -> CollectionInfo:

@@ -2,9 +2,10 @@
 
 Documents, chunks (text, metadata and vector) and a generation counter live in one
 SQLite database in WAL mode. Every change is one transaction that also bumps the
-generation, so a process killed at any point leaves either the old or the new state.
-The FAISS index is derived from the stored vectors and stamped with the generation it
-reflects (see ``ingest.collection``).
+generation and logs which chunk ids it added and removed, so a process killed at any
+point leaves either the old or the new state. The derived indexes (FAISS, the lexical
+index) are stamped with the generation they reflect and catch up from the change log
+instead of being rebuilt (see ``ingest.collection``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ CREATE TABLE IF NOT EXISTS chunks (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+-- What each generation added (added = 1) and removed (added = 0): derived indexes replay
+-- it to catch up. Complete for generations above meta "changes_from".
+CREATE TABLE IF NOT EXISTS changes (
+    generation INTEGER NOT NULL,
+    chunk_id INTEGER NOT NULL,
+    added INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
 """
 
 
@@ -86,6 +95,16 @@ class StoredChunk:
     table_html: str | None
 
 
+@dataclass(slots=True, frozen=True)
+class ChangeSet:
+    """The net change from one generation to a later one: ids to drop from a derived
+    index (removed, or replaced) and ids to add (still present at ``generation``)."""
+
+    generation: int
+    removed: list[int]
+    added: list[int]
+
+
 @dataclass(slots=True)
 class DocumentWrite:
     """One document's replacement: its record plus embedded chunks."""
@@ -107,6 +126,11 @@ class DocStore:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self.conn.executescript(_SCHEMA)
+        if self.get_meta("changes_from") is None:
+            with self._transaction():
+                if self.get_meta("changes_from") is None:
+                    # A docstore made before the change log existed has no history to replay.
+                    self.set_meta("changes_from", self.generation)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -147,10 +171,39 @@ class DocStore:
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
 
-    def _bump_generation(self) -> int:
+    def _bump_generation(self, removed: Sequence[int], added: Sequence[int]) -> int:
         generation = self.generation + 1
         self.set_meta("generation", generation)
+        self.conn.executemany(
+            "INSERT INTO changes(generation, chunk_id, added) VALUES (?, ?, ?)",
+            [(generation, cid, 0) for cid in removed] + [(generation, cid, 1) for cid in added],
+        )
         return generation
+
+    # -- change log ---------------------------------------------------------------------
+
+    def changes_since(self, generation: int) -> ChangeSet | None:
+        """What changed after ``generation``, up to the current one, read in one snapshot;
+        None when the log no longer reaches back that far (rebuild instead)."""
+        with self._read_snapshot():
+            if generation < int(self.get_meta("changes_from") or 0):
+                return None
+            current = self.generation
+            rows = self.conn.execute(
+                "SELECT chunk_id, added FROM changes WHERE generation > ? AND generation <= ?",
+                (generation, current),
+            ).fetchall()
+        removed = {int(cid) for cid, added in rows if not added}
+        added = sorted({int(cid) for cid, added in rows if added} - removed)
+        return ChangeSet(current, sorted(removed | set(added)), added)
+
+    def prune_changes(self, upto_generation: int) -> None:
+        """Forget changes at or below a generation every persisted index has reached."""
+        with self._transaction():
+            if upto_generation <= int(self.get_meta("changes_from") or 0):
+                return
+            self.conn.execute("DELETE FROM changes WHERE generation <= ?", (upto_generation,))
+            self.set_meta("changes_from", upto_generation)
 
     # -- documents ----------------------------------------------------------------------
 
@@ -216,7 +269,7 @@ class DocStore:
                         ),
                     )
                     added.append(int(cursor.lastrowid or 0))
-            self._bump_generation()
+            self._bump_generation(removed, added)
         return removed, added
 
     def delete_sources(self, sources: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -230,7 +283,7 @@ class DocStore:
                     found.append(source)
                     removed.extend(ids)
             if found:
-                self._bump_generation()
+                self._bump_generation(removed, [])
         return found, removed
 
     def _delete_source(self, source: str) -> tuple[bool, list[int]]:
@@ -259,6 +312,34 @@ class DocStore:
             vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
             yield ids, vectors.reshape(len(rows), dim)
             last = int(ids[-1])
+
+    def vectors_by_id(self, chunk_ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the chunks among ``chunk_ids`` that exist, in id order."""
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for start in range(0, len(chunk_ids), 10_000):
+            batch = [int(i) for i in chunk_ids[start : start + 10_000]]
+            marks = ",".join("?" * len(batch))
+            rows = self.conn.execute(
+                f"SELECT chunk_id, vector FROM chunks WHERE chunk_id IN ({marks})"
+                " ORDER BY chunk_id",
+                batch,
+            ).fetchall()
+            ids += [int(row[0]) for row in rows]
+            blobs += [row[1] for row in rows]
+        vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim)
+        return np.asarray(ids, dtype=np.int64), vectors
+
+    def texts_by_id(self, chunk_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """(id, text) of the chunks among ``chunk_ids`` that exist."""
+        pairs: list[tuple[int, str]] = []
+        for start in range(0, len(chunk_ids), 10_000):
+            batch = [int(i) for i in chunk_ids[start : start + 10_000]]
+            marks = ",".join("?" * len(batch))
+            pairs += self.conn.execute(
+                f"SELECT chunk_id, text FROM chunks WHERE chunk_id IN ({marks})", batch
+            ).fetchall()
+        return pairs
 
     def chunks_by_id(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]:
         if not chunk_ids:
@@ -308,15 +389,20 @@ class DocStore:
             yield _stored_chunk(row)
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, "BEGIN IMMEDIATE")
+
+    def _read_snapshot(self) -> _Transaction:
+        """Reads that must see one generation (WAL: a consistent snapshot, no writer lock)."""
+        return _Transaction(self.conn, "BEGIN DEFERRED")
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, begin: str) -> None:
         self.conn = conn
+        self.begin = begin
 
     def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self.begin)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

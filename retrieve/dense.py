@@ -43,8 +43,8 @@ class QueryEncoder:
 def dense_search(
     collection: Collection, query_vector: np.ndarray, k: int, allowed: set[int] | None = None
 ) -> list[tuple[int, float]]:
-    if (allowed is not None and not allowed) or collection.index.ntotal == 0:
+    if (allowed is not None and not allowed) or collection.config is None:
         return []  # nothing to search (a collection with no documents yet has no dimension)
     allowed_ids = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
-    scores, ids = collection.index.search(query_vector[None, :], k, allowed_ids)
+    scores, ids = collection.search_dense(query_vector, k, allowed_ids)
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]

@@ -8,7 +8,6 @@ same paragraph in two documents of the collection) → cross-encoder rerank of t
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -18,7 +17,6 @@ from ragline.ingest.collection import Collection
 from ragline.ingest.docstore import StoredChunk
 from ragline.ingest.embed import Embedder
 from ragline.ingest.tokens import HFTokenCounter
-from ragline.retrieve.bm25 import BM25Index
 from ragline.retrieve.cache import InProcessCache, ResultCache, cache_key
 from ragline.retrieve.compress import ContextCompressor
 from ragline.retrieve.dense import QueryEncoder, dense_search
@@ -56,31 +54,11 @@ class Retriever:
         self.compressor = ContextCompressor(
             settings.compression, embedder, HFTokenCounter(embedder.model_path)
         )
-        self._bm25: BM25Index | None = None
-        self._bm25_generation = -1
-        self._lock = threading.Lock()
-
-    # -- collection state ---------------------------------------------------------------
-
-    @property
-    def generation(self) -> int:
-        return self.collection.generation
-
-    def bm25(self) -> BM25Index:
-        """Built lazily and rebuilt when the collection's generation moves."""
-        with self._lock:
-            generation = self.collection.generation
-            if self._bm25 is None or self._bm25_generation != generation:
-                chunks = list(self.collection.docstore.iter_chunks())
-                self._bm25 = BM25Index([c.chunk_id for c in chunks], [c.text for c in chunks])
-                self._bm25_generation = generation
-            return self._bm25
 
     # -- the query path -----------------------------------------------------------------
 
     def run(self, request: RetrievalRequest) -> RetrievalResult:
         timings = StageTimings()
-        self.collection.refresh()
         generation = self.collection.generation
         if not request.use_cache:
             return self._retrieve(request, timings, generation)
@@ -91,7 +69,10 @@ class Retriever:
             return _result_from_cache(request.query, cached, timings, generation)
 
         result = self._retrieve(request, timings, generation)
-        self.cache.set(key, _result_to_cache(result))
+        # The lexical index lags its docstore commit by a moment while a writer works:
+        # a result that may miss that commit's chunks is not kept under its generation.
+        if request.mode == "dense" or self.collection.lexical.generation >= generation:
+            self.cache.set(key, _result_to_cache(result))
         return result
 
     def _retrieve(
@@ -121,7 +102,8 @@ class Retriever:
                 dense = dense_search(self.collection, query_vector, k, allowed)
         if request.mode != "dense" and config.bm25_k > 0:
             with timings.measure("bm25"):
-                bm25 = self.bm25().search(request.query, max(config.bm25_k, pool), allowed)
+                k = max(config.bm25_k, pool)
+                bm25 = self.collection.lexical.search(request.query, k, allowed)
         with timings.measure("fusion"):
             fused = reciprocal_rank_fusion(
                 [[cid for cid, _ in dense], [cid for cid, _ in bm25]],

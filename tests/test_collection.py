@@ -38,6 +38,8 @@ def _open(tmp_path: Path, settings: IndexSettings | None = None) -> Collection:
 def _assert_consistent(store: Collection) -> None:
     ids = {c.chunk_id for c in store.docstore.iter_chunks()}
     assert store.index.ntotal == len(ids)
+    assert store.lexical.generation == store.generation
+    assert store.lexical.chunk_ids() == ids
     vectors = {
         i: v
         for batch_ids, batch in store.docstore.iter_vectors(DIM)
@@ -114,7 +116,9 @@ def test_drop_removes_the_collection(tmp_path: Path) -> None:
     assert Collection.names(tmp_path) == []
 
 
-def test_reader_rebuilds_in_memory_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
+def test_reader_loads_the_checkpoint_and_replays_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(3)
     store = _open(tmp_path)
     store.write_documents([_write("a", 4, rng)])
@@ -122,16 +126,44 @@ def test_reader_rebuilds_in_memory_while_a_writer_holds_the_lock(tmp_path: Path)
     store.write_documents([_write("b", 2, rng)])  # committed, index file not yet saved
     manifest_path = tmp_path / "c1" / Collection.MANIFEST
     saved = json.loads(manifest_path.read_text())["generation"]
+    assert saved < store.generation
 
+    def no_rebuild(self: Collection, persist: bool = True) -> None:
+        raise AssertionError("rebuilt instead of replaying the change log")
+
+    monkeypatch.setattr(Collection, "rebuild_index", no_rebuild)
     writer = Collection.open(tmp_path, "c1", IndexSettings())
     with writer.writer_lock():
         reader = Collection.open(tmp_path, "c1", IndexSettings())
-        assert reader.index.ntotal == 6  # rebuilt from the docstore, so queries are current
-        # ... but not written: the writer owns the files while it holds the lock.
-        assert json.loads(manifest_path.read_text())["generation"] == saved
-    later = Collection.open(tmp_path, "c1", IndexSettings())
-    assert later.index.ntotal == 6
-    assert json.loads(manifest_path.read_text())["generation"] == later.generation
+        assert reader.index.ntotal == 6  # the checkpoint (4) + the logged commit (2)
+        assert reader.catch_up() == store.generation
+    # Readers never write the checkpoint: the writer owns the files.
+    assert json.loads(manifest_path.read_text())["generation"] == saved
+
+
+def test_readers_follow_another_writers_commits_without_reloading(tmp_path: Path) -> None:
+    """A reader's FAISS index applies a writer's adds, replacements and deletes from the
+    docstore's change log (no reload of the index file), and so does the lexical index."""
+    rng = np.random.default_rng(4)
+    writer = _open(tmp_path)
+    writer.write_documents([_write("a", 3, rng), _write("b", 2, rng)])
+    writer.flush()
+    reader = Collection.open(tmp_path, "c1", IndexSettings())
+    assert reader.index.ntotal == 5
+    loaded = reader.index
+
+    writer.write_documents([_write("c", 4, rng)])  # add
+    writer.write_documents([_write("a", 1, rng)])  # replace: 3 chunks -> 1
+    writer.delete_documents(["b"])  # delete
+    assert reader.catch_up() == writer.generation
+    assert reader.index is loaded  # the same in-memory index, updated in place
+    stored = {c.chunk_id for c in writer.docstore.iter_chunks()}
+    assert reader.index.ntotal == len(stored) == 5
+    found = reader.search_dense(rng.standard_normal(DIM).astype(np.float32), 10)[1][0]
+    assert set(found[found >= 0].tolist()) == stored
+    assert writer.lexical.generation == writer.generation
+    assert reader.lexical.chunk_ids() == stored
+    assert {cid for cid, _ in reader.lexical.search("chunk", 50)} == stored
 
 
 def test_empty_collection_searches_to_nothing(tmp_path: Path) -> None:

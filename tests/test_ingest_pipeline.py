@@ -42,6 +42,8 @@ def _consistency(store: Collection) -> tuple[int, int]:
     keys = [(c.source, c.position) for c in store.docstore.iter_chunks()]
     assert len(keys) == len(set(keys)), "no duplicated chunks"
     assert store.index.ntotal == len(chunk_ids)
+    assert store.lexical.generation == store.generation
+    assert store.lexical.chunk_ids() == set(chunk_ids)
     assert sum(d.n_chunks for d in store.docstore.documents()) == len(chunk_ids)
     return store.docstore.counts()
 

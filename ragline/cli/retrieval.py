@@ -42,6 +42,7 @@ def query(
             use_rerank = False
     try:
         store = CollectionService(components).open(collection_name(settings, collection))
+        store.repair()
     except CollectionError as exc:
         fail(str(exc))
     retriever = components.retriever(store)

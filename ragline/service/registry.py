@@ -83,6 +83,7 @@ class CollectionRegistry:
                 del self._open[name]
                 current.close()
             collection = self.collections.open(name)
+            collection.repair()  # a crashed writer's lexical index; never a wait
             identity = _identity(docstore)
             if identity is None:
                 collection.close()
