@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     headings TEXT NOT NULL,
     token_count INTEGER NOT NULL,
     table_html TEXT,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    metadata TEXT  -- JSON object from an import (ragline import), else NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 -- What each generation added (added = 1) and removed (added = 0): derived indexes replay
@@ -64,7 +65,8 @@ CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
 
 _CHUNK_SELECT = (
     "SELECT chunk_id, doc_id, source, position, text, category, page, sheet, headings,"
-    " token_count, chunks.content_hash, table_html FROM chunks JOIN documents USING (doc_id)"
+    " token_count, chunks.content_hash, table_html, metadata"
+    " FROM chunks JOIN documents USING (doc_id)"
 )
 
 
@@ -93,6 +95,7 @@ class StoredChunk:
     token_count: int
     content_hash: str
     table_html: str | None
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -126,6 +129,9 @@ class DocStore:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self.conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(chunks)")}
+        if "metadata" not in columns:  # a docstore made before imports carried metadata
+            self.conn.execute("ALTER TABLE chunks ADD COLUMN metadata TEXT")
         if self.get_meta("changes_from") is None:
             with self._transaction():
                 if self.get_meta("changes_from") is None:
@@ -252,8 +258,8 @@ class DocStore:
                 for chunk, vector in zip(write.chunks, write.vectors, strict=True):
                     cursor = self.conn.execute(
                         "INSERT INTO chunks(doc_id, position, text, content_hash, category, page,"
-                        " sheet, headings, token_count, table_html, vector)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " sheet, headings, token_count, table_html, vector, metadata)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             doc_id,
                             chunk.position,
@@ -266,6 +272,7 @@ class DocStore:
                             chunk.token_count,
                             chunk.table_html,
                             np.asarray(vector, dtype=np.float32).tobytes(),
+                            json.dumps(chunk.metadata) if chunk.metadata is not None else None,
                         ),
                     )
                     added.append(int(cursor.lastrowid or 0))
@@ -422,4 +429,5 @@ def _stored_chunk(row: tuple[Any, ...]) -> StoredChunk:
         token_count=row[9],
         content_hash=row[10],
         table_html=row[11],
+        metadata=json.loads(row[12]) if row[12] is not None else None,
     )

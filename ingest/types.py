@@ -49,15 +49,4 @@ class Chunk:
     sheet: str | None = None
     headings: tuple[str, ...] = ()
     table_html: str | None = None
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "position": self.position,
-            "category": self.category,
-            "page": self.page,
-            "sheet": self.sheet,
-            "headings": list(self.headings),
-            "token_count": self.token_count,
-            "content_hash": self.content_hash,
-        }
+    metadata: dict[str, Any] | None = None  # an imported row's own fields

@@ -91,3 +91,49 @@ def delete(
         err_console.print(f"[yellow]not in collection:[/] {source}")
     if missing:
         raise typer.Exit(1)
+
+
+@app.command("import")
+def import_embeddings(
+    file: Annotated[
+        Path, typer.Argument(help="Parquet: id, text, embedding [, source, title, metadata]")
+    ],
+    collection: CollectionOpt = None,
+    model: Annotated[
+        str | None, typer.Option(help="the model that made the vectors (default: embedding.model)")
+    ] = None,
+) -> None:
+    """Import chunks with their own embeddings (no embedding model run); bad rows are
+    reported by number and the rest go in; importing an id again replaces it."""
+    from ragline.ingest.collection import CollectionError
+    from ragline.ingest.importer import ImportFileError
+    from ragline.service.collections import CollectionService, ImportReport
+    from ragline.service.components import Components
+
+    settings = load()
+    name = collection_name(settings, collection)
+    service = CollectionService(Components(settings))
+
+    def progress(report: ImportReport) -> None:
+        console.print(
+            f"[dim]{report.rows} rows read, {report.added + report.replaced} written, "
+            f"{len(report.errors)} bad[/]",
+            highlight=False,
+        )
+
+    try:
+        report = service.import_parquet(name, file, model=model, on_batch=progress)
+    except (CollectionError, ImportFileError, FileNotFoundError) as exc:
+        fail(str(exc))
+    console.print(
+        f"imported into '{name}': {report.added} added, {report.replaced} replaced, "
+        f"{report.unchanged} unchanged, {len(report.errors)} bad rows of {report.rows} "
+        f"in {report.seconds:.1f}s"
+    )
+    if report.errors:
+        table = Table("row", "reason", title="rows not imported")
+        for error in report.errors[:50]:
+            table.add_row(str(error.row), error.reason)
+        console.print(table)
+        if len(report.errors) > 50:
+            err_console.print(f"... and {len(report.errors) - 50} more")

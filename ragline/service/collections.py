@@ -8,7 +8,9 @@ Writers take the collection's writer lock here (never in the callers), waiting a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from filelock import Timeout
@@ -21,7 +23,9 @@ from ragline.ingest.collection import (
     validate_name,
 )
 from ragline.ingest.docstore import DocumentRecord
-from ragline.ingest.pipeline import IngestPipeline, IngestReport, ProgressSink
+from ragline.ingest.importer import ParquetRows, RowError
+from ragline.ingest.pipeline import IngestPipeline, IngestReport, ProgressSink, collection_config
+from ragline.ingest.tokens import HFTokenCounter
 from ragline.retrieve.cache import ResultCache
 from ragline.service.components import Components
 
@@ -38,6 +42,17 @@ class DocumentNotFound(CollectionError):
 
 class AmbiguousDocument(CollectionError):
     """A file name that several documents of the collection share."""
+
+
+@dataclass(slots=True)
+class ImportReport:
+    collection: str
+    rows: int = 0
+    added: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 class CollectionService:
@@ -136,6 +151,61 @@ class CollectionService:
         finally:
             collection.close()
             self._invalidate(name)
+
+    def import_parquet(
+        self,
+        name: str,
+        path: Path,
+        *,
+        model: str | None = None,
+        on_batch: Callable[[ImportReport], None] | None = None,
+    ) -> ImportReport:
+        """Rows with their own embeddings (see ``ragline.ingest.importer``) into the
+        collection (created if needed). ``model`` names the model that made the vectors:
+        it must be the one queries are embedded with, and the collection's."""
+        started = time.perf_counter()
+        embedding = self.settings.embedding
+        if model is not None and model != embedding.model:
+            raise CollectionError(
+                f"the vectors were made with {model!r} but queries are embedded with "
+                f"{embedding.model!r}: set embedding.model (RAGLINE_EMBEDDING__MODEL) to "
+                "the model that made them"
+            )
+        rows = ParquetRows(path)
+        embedder = self.components.embedder
+        report = ImportReport(collection=validate_name(name))
+        collection = self.open(name, create=True)
+        try:
+            with collection.writer_lock():
+                collection.ensure_config(collection_config(self.settings, embedder))
+                tokens = HFTokenCounter(embedder.model_path)
+                commit_rows = self.settings.pipeline.commit_chunks
+                for batch in rows.batches(embedder.dimension, tokens, commit_rows):
+                    report.rows += batch.rows
+                    report.errors += batch.errors
+                    # One write per document in a commit: a repeated id's last row wins.
+                    latest = {write.source: write for write in batch.writes}
+                    report.replaced += len(batch.writes) - len(latest)
+                    fresh = []
+                    for write in latest.values():
+                        stored = collection.docstore.document(write.source)
+                        if stored is not None and stored.content_hash == write.content_hash:
+                            report.unchanged += 1
+                            continue
+                        fresh.append(write)
+                        if stored is None:
+                            report.added += 1
+                        else:
+                            report.replaced += 1
+                    collection.write_documents(fresh)
+                    if on_batch is not None:
+                        on_batch(report)
+                collection.flush()
+        finally:
+            collection.close()
+            self._invalidate(name)
+        report.seconds = time.perf_counter() - started
+        return report
 
     def delete_documents(
         self, name: str, sources: Sequence[str], wait_s: float | None = LOCK_WAIT_S
