@@ -385,6 +385,37 @@ def test_retrieve_with_file_name_filter_and_timings(server: Server) -> None:
         assert _error(bad_mode, 400)["param"] == "mode"
 
 
+def test_a_commit_by_another_writer_is_searchable_within_two_seconds(
+    server: Server, embedder: Embedder
+) -> None:
+    """A writer outside the server (here a collection opened apart, as the CLI or another
+    server would) commits; the server's next queries see it, by BM25 and by vector,
+    without a rebuild, and the cached answer from before the commit is not served."""
+    query = {"query": "quantum annealing schedules", "collection": "alpha", "top_k": 1}
+    with server.client() as http:
+        before = http.post("/v1/retrieve", json=query).json()
+        assert before["passages"][0]["source"] != "annealing.txt"
+        writer = Collection.open(
+            server.settings.storage.collections_dir, "alpha", server.settings.index
+        )
+        started = time.monotonic()
+        IngestPipeline(server.settings, writer, embedder=embedder).ingest_documents(
+            [_doc("/docs/alpha/annealing.txt", "Quantum annealing schedules tune the anneal.")]
+        )
+        writer.close()
+        committed = time.monotonic()
+        seen: dict[str, float] = {}
+        while len(seen) < 3 and time.monotonic() - committed < 2.0:
+            for mode in ("bm25", "dense", "hybrid"):
+                body = http.post("/v1/retrieve", json={**query, "mode": mode}).json()
+                if mode not in seen and body["passages"][0]["source"] == "annealing.txt":
+                    seen[mode] = time.monotonic() - committed
+        assert set(seen) == {"bm25", "dense", "hybrid"}, (seen, started)
+        # The answer cached before the commit is never served again.
+        again = http.post("/v1/retrieve", json=query).json()
+        assert again["passages"][0]["source"] == "annealing.txt"
+
+
 def test_upload_checks(server: Server) -> None:
     url = "/v1/collections/alpha/documents"
     with server.client() as http:
