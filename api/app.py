@@ -21,6 +21,7 @@ from api.routers import (
     jobs,
     models,
     retrieve,
+    ui,
 )
 from api.services import EngineFactory, build_services, start_engine
 from ragline.settings import Settings, load_settings
@@ -50,8 +51,9 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (chat, completions, models, embeddings, retrieve, collections, jobs, health):
+    for router in (chat, completions, models, embeddings, retrieve, collections, jobs, health, ui):
         app.include_router(router.router)
+    ui.mount(app)  # the chat page's files, served without a key
 
     upload_limit = int(settings.api.max_upload_mb * 2**20)
     body_limit = int(settings.api.max_body_mb * 2**20)
