@@ -27,8 +27,7 @@ async function errorFrom(response) {
   } catch {
     // not JSON: a proxy's page, an empty body
   }
-  const header = response.headers.get("Retry-After");
-  const retryAfter = header !== null && /^\d+$/.test(header.trim()) ? Number(header) : null;
+  const retryAfter = retryAfterSeconds(response.headers.get("Retry-After"));
   const message = (error && typeof error.message === "string" && error.message)
     || `${response.status} ${response.statusText || "error"}`;
   return new ApiError(response.status, message, {
@@ -37,6 +36,15 @@ async function errorFrom(response) {
     param: error?.param ?? null,
     retryAfter,
   });
+}
+
+/** Retry-After as seconds: delta-seconds or an HTTP date; null when absent or unreadable. */
+function retryAfterSeconds(header) {
+  if (header === null || !header.trim()) return null;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
 }
 
 export class Client {
@@ -114,7 +122,7 @@ export class Client {
       signal,
     });
     const result = { finishReason: null, sources: [], usage: null };
-    for await (const data of sseData(response.body, signal)) {
+    for await (const data of sseData(response.body)) {
       if (data === "[DONE]") return result;
       let event;
       try {
@@ -138,39 +146,37 @@ export class Client {
       if (Array.isArray(event.sources)) result.sources = event.sources;
       if (event.usage) result.usage = event.usage;
     }
+    signal?.throwIfAborted(); // however the body ended, a stop is a stop
     throw new ApiError(200, "the stream ended before the answer was complete", {
       code: "stream_truncated",
     });
   }
 }
 
-/** Yields each SSE event's data (its data: lines joined), comments and pings skipped. */
-export async function* sseData(stream, signal) {
+/**
+ * Yields each SSE event's data (its data: lines joined), comments and pings skipped.
+ * Aborting the fetch's signal errors the body stream: the read below throws AbortError.
+ */
+export async function* sseData(stream) {
   const reader = stream.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
-  const abort = () => reader.cancel().catch(() => {});
-  signal?.addEventListener("abort", abort, { once: true });
-  try {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let boundary;
-      while ((boundary = nextBoundary(buffer)) !== null) {
-        const [end, skip] = boundary;
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + skip);
-        const data = eventData(block);
-        if (data !== null) yield data;
-      }
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let boundary;
+    while ((boundary = nextBoundary(buffer)) !== null) {
+      const [end, skip] = boundary;
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + skip);
+      const data = eventData(block);
+      if (data !== null) yield data;
     }
-    buffer += decoder.decode();
-    const data = eventData(buffer);
-    if (data !== null) yield data;
-  } finally {
-    signal?.removeEventListener("abort", abort);
   }
+  buffer += decoder.decode();
+  const data = eventData(buffer);
+  if (data !== null) yield data;
 }
 
 function nextBoundary(buffer) {

@@ -394,9 +394,11 @@ function renderSources(turn) {
   }
   turn.sourcesEl.hidden = false;
   append(turn.sourcesEl, [h("div", { class: "sources-title", id: `${turn.id}-sources` }, `Sources (${sources.length})`)]);
-  for (const [kind, label] of GROUPS) {
+  const onlyRetrieved = sources.every((s) => kindOf(s) === "retrieved");
+  for (const [kind, groupLabel] of GROUPS) {
     const group = sources.filter((s) => kindOf(s) === kind);
     if (!group.length) continue;
+    const label = onlyRetrieved ? "Retrieved for this question" : groupLabel;
     const labelId = `${turn.id}-${kind}`;
     const list = h("ul", { class: "source-list", "aria-labelledby": labelId });
     for (const source of group) {
@@ -534,9 +536,9 @@ async function ask(question) {
     renderAnswer(turn);
     renderSources(turn);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    const tokens = result.usage ? `${result.usage.completion_tokens} tokens · ` : "";
-    const cut = result.finishReason === "length" ? "stopped at the length limit · " : "";
-    setStatus(turn, `${cut}${tokens}${seconds} s · ${collection}`);
+    const cut = result.finishReason === "length" ? " (length limit)" : "";
+    const tokens = result.usage ? `${result.usage.completion_tokens} tokens${cut} · ` : "";
+    setStatus(turn, `${tokens}${seconds} s · ${collection}`);
     if (!turn.text.trim()) setStatus(turn, "The model returned an empty answer.", "error");
     state.history.push({ role: "user", content: question }, { role: "assistant", content: turn.text });
   } catch (err) {
