@@ -53,6 +53,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 START_TIMEOUT_S = 400
 ANSWER_TIMEOUT_MS = 180_000
+NOTE = b"The tenant handbook says lunch is served at noon on the roof.\n"
 ZEBRA = b"# Zebra facts\n\nThe zebra crossing was introduced in 1951 in Slough.\n"
 
 
@@ -489,6 +490,17 @@ def test_upload_progress_list_search_and_delete(server: Server, open_page: Any) 
         assert page.locator("#documents li").count() == before
         names = {d["name"] for d in http.get("/v1/collections/demo/documents").json()["data"]}
         assert "zebra.md" not in names
+
+    # A new collection is created on the server by its first upload.
+    page.get_by_text("New collection", exact=True).click()
+    page.fill("#new-collection-name", "notes")
+    page.press("#new-collection-name", "Enter")
+    assert page.input_value("#collection") == "notes"
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="choose files").click()
+    chooser.value.set_files([{"name": "note.txt", "mimeType": "text/plain", "buffer": NOTE}])
+    page.locator("#documents li[data-name='note.txt']").wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert page.locator("#collection option[value='notes']").inner_text() == "notes · 1 doc"
 
 
 def test_phone_layout_documents_drawer_and_dark_theme(
