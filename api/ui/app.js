@@ -43,6 +43,7 @@ const state = {
   history: [], // {role, content} sent with each question
   controller: null, // the answer streaming now
   turnsShown: 0,
+  refused: false, // the server refused the API key
 };
 
 const client = new Client(() => state.apiKey);
@@ -129,10 +130,12 @@ async function refreshHealth() {
 
 async function loadCollections() {
   let listed = null;
+  state.refused = false;
   try {
     listed = (await client.collections()).data;
     hideBanner();
   } catch (err) {
+    state.refused = err instanceof ApiError && err.isAuth;
     reportError(err);
   }
   if (listed) {
@@ -169,6 +172,9 @@ async function loadDocuments() {
   ui.docCount.textContent = "";
   if (!name) {
     ui.docsEmpty.hidden = false;
+    ui.docsEmpty.textContent = state.refused
+      ? "Enter an API key in Settings to see the documents."
+      : "No collections yet: create one below, then upload files.";
     return;
   }
   if (state.pending.has(name)) {
