@@ -22,6 +22,7 @@ from ragline.api.routers import (
     jobs,
     models,
     retrieve,
+    ui,
 )
 from ragline.api.services import EngineFactory, build_services, start_engine
 from ragline.settings import Settings, load_settings
@@ -51,8 +52,9 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (chat, completions, models, embeddings, retrieve, collections, jobs, health):
+    for router in (chat, completions, models, embeddings, retrieve, collections, jobs, health, ui):
         app.include_router(router.router)
+    ui.mount(app)  # the chat page's files, served without a key
 
     upload_limit = int(settings.api.max_upload_mb * 2**20)
     body_limit = int(settings.api.max_body_mb * 2**20)

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import socket
+
 from ragline.settings import Settings
+
+
+def page_url(host: str, port: int) -> str:
+    """The chat page's address as a browser on this machine would open it."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
     from ragline.api.app import create_app
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # the engine is up and the port listens
+                print(f"chat page: {page_url(config.host, config.port)}", flush=True)
 
     config = uvicorn.Config(
         create_app(settings),
@@ -17,4 +36,4 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         log_level="info",
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    Server(config).run()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: prepare the model, ingest samples/, serve the API,
-# and stream one cited answer through it. Run after scripts/setup.sh (make demo does both).
+# stream one cited answer through it, then point at the chat page. Run after
+# scripts/setup.sh (make demo does both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RAGLINE=.venv/bin/ragline
@@ -21,4 +22,14 @@ if ! $RAGLINE chat --collection demo --url "http://127.0.0.1:$PORT" --wait 300 "
   echo "chat failed; last lines of $LOG:" >&2
   tail -n 30 "$LOG" >&2
   exit 1
+fi
+
+# The chat page is served by the same process. In a terminal the server stays up for it
+# (KEEP_SERVING=0 to stop here); elsewhere (CI) the demo ends and says how to get it back.
+echo
+if [[ ${KEEP_SERVING:-$([[ -t 0 && -t 1 ]] && echo 1 || echo 0)} == 1 ]]; then
+  echo "chat page: http://127.0.0.1:$PORT/ (collection \"demo\"; Ctrl+C stops the server)"
+  wait $SERVER
+else
+  echo "chat page: run '$RAGLINE serve --port $PORT' and open http://127.0.0.1:$PORT/"
 fi

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# chromium (+ a font): the chat page's browser tests, driven by the playwright package.
 APT_PACKAGES=(libmagic1 tesseract-ocr tesseract-ocr-eng poppler-utils
-              libreoffice-writer-nogui libreoffice-impress-nogui)
+              libreoffice-writer-nogui libreoffice-impress-nogui chromium fonts-dejavu-core)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

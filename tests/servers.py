@@ -91,7 +91,9 @@ class ServeProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        full_env = {**os.environ, **env}
+        # This checkout's code, whatever is installed (a worktree's tests run its own).
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        full_env = {**os.environ, "PYTHONPATH": pythonpath, **env}
         if "REDIS_URL" not in env:
             full_env.pop("REDIS_URL", None)  # only the test's own Redis, if any
         with log.open("wb") as out:
