@@ -76,7 +76,6 @@ class Collection:
         self.lexical = LexicalIndex(self.path / self.LEXICAL)
         self._index: VectorIndex | None = None
         self._index_generation = -1  # docstore generation the in-memory index reflects
-        self._index_dirty = False
         # FAISS is not safe to search while it is being changed: catch-up and writes
         # take this lock, and so do searches.
         self._index_lock = threading.RLock()
@@ -147,11 +146,16 @@ class Collection:
 
     @property
     def index(self) -> VectorIndex:
-        """The in-memory FAISS index, loaded on first use (not caught up: see search)."""
+        """The in-memory FAISS index, caught up with the docstore's latest commit."""
         with self._index_lock:
-            if self._index is None:
-                self._index = self._load_or_rebuild_index()
+            self.catch_up()
+            assert self._index is not None
             return self._index
+
+    def _loaded_index(self) -> VectorIndex:
+        if self._index is None:
+            self._index = self._load_or_rebuild_index()
+        return self._index
 
     def _dimension(self) -> int | None:
         config = self.config
@@ -161,13 +165,13 @@ class Collection:
         """Bring the in-memory index to the docstore's generation by replaying the change
         log (another process's commits); returns the generation it now reflects."""
         with self._index_lock:
-            index = self.index
+            index = self._loaded_index()
             if self._index_generation == self.docstore.generation:
                 return self._index_generation
             changes = self.docstore.changes_since(self._index_generation)
-            if changes is None or index.dim != self._dimension():
+            if changes is None or index.dim != (self._dimension() or index.dim):
                 self._index = None  # too far behind to replay: load the checkpoint again
-                index = self.index
+                self._loaded_index()
             else:
                 self._apply_dense(index, changes)
             return self._index_generation
@@ -184,7 +188,6 @@ class Collection:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) from the caught-up index (see ``VectorIndex.search``)."""
         with self._index_lock:
-            self.catch_up()
             return self.index.search(query_vector[None, :], k, allowed)
 
     def _load_or_rebuild_index(self) -> VectorIndex:
@@ -230,31 +233,43 @@ class Collection:
             self._index = index
             self._index_generation = generation
             if persist:
-                self._save_index(index, generation)
-            else:
-                self._index_dirty = True
+                self._save_index(index, generation, index.ntotal)
             return index
 
-    def _save_index(self, index: VectorIndex, generation: int) -> None:
+    def _save_index(self, index: VectorIndex, generation: int, trained_on: int) -> None:
         index.save(self.path / self.INDEX)
-        manifest = {"generation": generation, "kind": index.kind, "ntotal": index.ntotal}
+        manifest = {
+            "generation": generation,
+            "kind": index.kind,
+            "ntotal": index.ntotal,
+            "trained_on": trained_on,  # vectors the IVF lists were trained on
+        }
         tmp = self.path / (self.MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest))
         os.replace(tmp, self.path / self.MANIFEST)
-        self._index_dirty = False
+
+    def _saved_manifest(self) -> dict[str, Any]:
+        path = self.path / self.MANIFEST
+        return dict(json.loads(path.read_text())) if path.exists() else {}
 
     def flush(self) -> None:
-        """Persist the in-memory index as a checkpoint (switching flat → IVF when it has
-        outgrown flat), then forget changes every persisted index has reached."""
+        """Writer only, at the end of a batch: write a FAISS checkpoint at the docstore's
+        generation (the saved one caught up from the log, or a rebuild when the index has
+        outgrown flat search or its IVF lists were trained on far fewer vectors), then
+        forget changes every persisted index has reached."""
         with self._index_lock:
-            if self._index is not None and self._index_dirty:
-                if self._index.kind == FLAT and self._index.ntotal > self.settings.flat_max_vectors:
+            saved = self._saved_manifest()
+            if saved.get("generation") != self.docstore.generation:
+                index = self.index
+                trained_on = int(saved.get("trained_on", index.ntotal) or 1)
+                if (index.kind == FLAT and index.ntotal > self.settings.flat_max_vectors) or (
+                    index.kind != FLAT and index.ntotal > 2 * trained_on
+                ):
                     self.rebuild_index()
                 else:
-                    self._save_index(self._index, self._index_generation)
-        if self._index is not None and not self._index_dirty:
-            oldest = min(self._index_generation, self.lexical.generation)
-            self.docstore.prune_changes(oldest - self.KEEP_CHANGES)
+                    self._save_index(index, self._index_generation, trained_on)
+        oldest = min(self._saved_manifest().get("generation", -1), self.lexical.generation)
+        self.docstore.prune_changes(oldest - self.KEEP_CHANGES)
 
     # -- lexical index --------------------------------------------------------------------
 
@@ -292,42 +307,23 @@ class Collection:
     # -- writes -------------------------------------------------------------------------
 
     def write_documents(self, writes: Sequence[DocumentWrite]) -> None:
-        """Writer only. Commit to the docstore (atomic), then mirror the change in FAISS
-        and the lexical index; a crash in between is repaired from the change log."""
+        """Writer only. Commit to the docstore (atomic, logged), then to the lexical index.
+        FAISS is not touched: every reader, this process's included, replays the log, and
+        ``flush`` writes the checkpoint, so a writer never holds a second copy of it. A
+        crash between the two commits is repaired from the log."""
         if not writes:
             return
         self.repair_lexical()
-        with self._index_lock:
-            index = self.index
-            self.catch_up()  # reflects the previous generation before this commit
-            removed, added = self.docstore.replace_documents(writes)
-            generation = self.docstore.generation
-            vectors = [w.vectors for w in writes if len(w.chunks)]
-            if index.dim != self._dimension():
-                self.rebuild_index()
-            else:
-                index.remove(removed)
-                if vectors:
-                    index.add(added, np.concatenate(vectors, axis=0))
-                self._index_dirty = True
-                self._index_generation = generation
+        removed, added = self.docstore.replace_documents(writes)
         texts = [chunk.text for write in writes for chunk in write.chunks]
-        self.lexical.apply(removed, zip(added, texts, strict=True), generation)
+        self.lexical.apply(removed, zip(added, texts, strict=True), self.docstore.generation)
 
     def delete_documents(self, sources: Sequence[str]) -> list[str]:
-        """Writer only."""
+        """Writer only; readers replay the removal (no checkpoint is written here)."""
         self.repair_lexical()
-        with self._index_lock:
-            index = self.index
-            self.catch_up()
-            found, removed = self.docstore.delete_sources(sources)
-            if not found:
-                return found
-            index.remove(removed)
-            self._index_dirty = True
-            self._index_generation = self.docstore.generation
-        self.lexical.apply(removed, [], self._index_generation)
-        self.flush()
+        found, removed = self.docstore.delete_sources(sources)
+        if found:
+            self.lexical.apply(removed, [], self.docstore.generation)
         return found
 
     def info(self) -> CollectionInfo:

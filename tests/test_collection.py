@@ -89,10 +89,13 @@ def test_index_survives_reopen_and_stale_index_is_rebuilt(tmp_path: Path) -> Non
 def test_large_collection_switches_to_ivf(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     store = _open(tmp_path, IndexSettings(flat_max_vectors=100, ivf_nprobe=64))
-    store.write_documents([_write(f"d{i}", 50, rng) for i in range(4)])
+    store.write_documents([_write(f"d{i}", 50, rng) for i in range(2)])
     assert store.index.kind == FLAT
-    store.flush()
+    store.write_documents([_write(f"d{i}", 50, rng) for i in range(2, 4)])
+    assert store.index.kind == FLAT and store.index.ntotal == 200  # caught up by replay
+    store.flush()  # the checkpoint: outgrown flat search, so rebuilt as IVF
     assert store.index.kind == IVF
+    assert json.loads((tmp_path / "c1" / Collection.MANIFEST).read_text())["kind"] == IVF
     _assert_consistent(store)
     store.delete_documents(["d0"])
     _assert_consistent(store)

@@ -1,0 +1,391 @@
+"""Large collections: import, memory, query latency, approximate-search recall, freshness
+and latency under a concurrent ingest, at 100k and 1M chunks.
+
+    python -m bench.scale [--sizes 100000,1000000] [--queries 200] [--quick]
+
+Each collection is built the way a user moving from another vector store would: a
+Parquet file of (id, text, embedding) imported with ``ragline import`` (a subprocess,
+timed). Texts are SciFact sentences recombined into 3-6 sentence passages. Vectors: the
+real model's for the first ``--sample`` passages, and for the rest a clustered synthetic
+set (each a real vector plus Gaussian noise, normalised), so that neighbourhoods look
+like real ones without hours of embedding; the table says so. A fresh process then opens
+the collection as a server would (``--probe``) and measures: its RSS, query latency per
+mode (SciFact test queries, one at a time, no cache), dense recall@10 of the index
+against exact search, how long a committed document takes to become searchable, and
+hybrid latency while another writer commits groups of chunks. Peer in the same run:
+the whole-rebuild BM25 the query path used before (bm25s re-indexing every chunk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import RESULTS, SHARED_DATA, Bar, Panel, environment, write_plot, write_table
+from ragline.evaluation.beir import load_beir
+from ragline.evaluation.metrics import percentile
+from ragline.settings import PROJECT_ROOT, load_settings
+
+SCIFACT = SHARED_DATA / "beir" / "scifact"
+WORK = PROJECT_ROOT / "var" / "bench-scale"
+COLLECTION = "scale"
+NOISE = 0.05  # per-dimension noise around a real vector: cosine to it ~0.75
+
+
+def _sentences() -> list[str]:
+    data = load_beir(SCIFACT, "test")
+    out: list[str] = []
+    for doc in data.corpus.values():
+        out += [s.strip() + "." for s in doc.text.split(". ") if len(s.split()) >= 4]
+    return out
+
+
+def make_parquet(path: Path, n: int, sample: int, seed: int = 0) -> None:
+    """``n`` rows: passages of recombined sentences; the first ``sample`` embedded by the
+    real model, the rest synthetic around them. Written in row groups (bounded memory)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ragline.service.components import Components
+
+    rng = np.random.default_rng(seed)
+    picker = random.Random(seed)
+    sentences = _sentences()
+
+    def passage() -> str:
+        return " ".join(picker.choice(sentences) for _ in range(picker.randint(3, 6)))
+
+    real_texts = [passage() for _ in range(sample)]
+    embedder = Components(load_settings()).embedder
+    real = embedder.encode(real_texts)
+    dim = real.shape[1]
+    schema = pa.schema(
+        [("id", pa.string()), ("text", pa.string()), ("embedding", pa.list_(pa.float32()))]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, n, 50_000):
+            size = min(50_000, n - start)
+            ids = [f"p{start + i}" for i in range(size)]
+            texts: list[str] = []
+            vectors = np.empty((size, dim), dtype=np.float32)
+            for i in range(size):
+                row = start + i
+                if row < sample:
+                    texts.append(real_texts[row])
+                    vectors[i] = real[row]
+                else:
+                    texts.append(passage())
+                    vectors[i] = real[rng.integers(sample)]
+            synthetic = np.arange(start, start + size) >= sample
+            noise = rng.normal(0, NOISE, size=(int(synthetic.sum()), dim)).astype(np.float32)
+            vectors[synthetic] += noise
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            table = pa.table({"id": ids, "text": texts, "embedding": list(vectors)}, schema=schema)
+            writer.write_table(table)
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _dir_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+# -- the probe: a fresh process that opens the collection as a server would ---------------
+
+
+def probe(queries: int, data_dir: Path) -> dict[str, Any]:
+    from ragline.ingest.docstore import DocumentWrite
+    from ragline.ingest.types import Chunk
+    from ragline.retrieve.types import RetrievalRequest
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components
+
+    settings = load_settings(storage={"data_dir": data_dir})
+    components = Components(settings)
+    service = CollectionService(components)
+    collection = service.open(COLLECTION)
+    collection.repair()
+    retriever = components.retriever(collection)
+    texts = list(load_beir(SCIFACT, "test").queries.values())
+    asked = [texts[i % len(texts)] for i in range(queries)]
+
+    def run(query: str, mode: str) -> float:
+        started = time.perf_counter()
+        retriever.run(
+            RetrievalRequest(query, top_k=10, mode=mode, use_cache=False, compress=False)  # type: ignore[arg-type]
+        )
+        return (time.perf_counter() - started) * 1e3
+
+    opened = time.perf_counter()
+    collection.catch_up()
+    for query in asked[:5]:
+        run(query, "hybrid")
+    out: dict[str, Any] = {"open_s": time.perf_counter() - opened, "rss_mb": _rss_mb()}
+    out["chunks"] = collection.docstore.counts()[1]
+    out["index_kind"] = collection.index.kind
+    for mode in ("dense", "bm25", "hybrid"):
+        latencies = [run(q, mode) for q in asked]
+        out[mode] = {
+            "p50": statistics.median(latencies),
+            "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99),
+        }
+
+    # Dense recall@10 of the index against exact search over every stored vector.
+    embedder = components.embedder
+    vectors_q = embedder.encode(asked[:100])
+    dim = vectors_q.shape[1]
+    ids_all = []
+    top: list[list[tuple[float, int]]] = [[] for _ in range(len(vectors_q))]
+    for ids, block in collection.docstore.iter_vectors(dim, batch=100_000):
+        scores = vectors_q @ block.T
+        best = np.argpartition(-scores, min(10, len(ids) - 1), axis=1)[:, :10]
+        for q in range(len(vectors_q)):
+            top[q] += [(float(scores[q, j]), int(ids[j])) for j in best[q]]
+        ids_all.append(len(ids))
+    recalls = []
+    for q, vector in enumerate(vectors_q):
+        exact = {cid for _, cid in sorted(top[q], reverse=True)[:10]}
+        _, found = collection.search_dense(vector, 10)
+        recalls.append(len(exact & {int(i) for i in found[0] if i >= 0}) / 10)
+    out["recall10"] = statistics.mean(recalls)
+
+    # Another writer commits one new document: how long until this reader finds it.
+    writer = service.open(COLLECTION)
+    marker = "zyxwvut quasiparticle marker"
+    vector = vectors_q[0] / np.linalg.norm(vectors_q[0])
+    chunk = Chunk(marker, "fresh#1", 0, 4, "fresh", "text")
+    with writer.writer_lock():
+        writer.write_documents(
+            [DocumentWrite("fresh#1", "fresh", "IMPORT", 10, [chunk], vector[None, :])]
+        )
+        committed = time.perf_counter()
+    found_bm25 = found_dense = None
+    while (found_bm25 is None or found_dense is None) and time.perf_counter() - committed < 30:
+        now = time.perf_counter() - committed
+        hits = retriever.run(RetrievalRequest(marker, top_k=1, mode="bm25", use_cache=False))
+        if found_bm25 is None and hits.passages and hits.passages[0].source == "fresh#1":
+            found_bm25 = now
+        _, ids = collection.search_dense(vector, 1)
+        stored = collection.docstore.chunks_by_id([int(ids[0][0])])
+        if found_dense is None and any(c.source == "fresh#1" for c in stored.values()):
+            found_dense = now
+    out["searchable_s"] = {"bm25": found_bm25, "dense": found_dense}
+
+    # Hybrid latency while the other writer commits groups of chunks.
+    rng = np.random.default_rng(1)
+    stop = threading.Event()
+    commits = [0]
+
+    def ingest() -> None:
+        group = settings.pipeline.commit_chunks
+        with writer.writer_lock():
+            while not stop.is_set():
+                vectors = rng.normal(size=(group, dim)).astype(np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                batch = []
+                for i, v in enumerate(vectors):
+                    n = commits[0] * group + i
+                    text = f"{asked[n % len(asked)]} load {n}"
+                    chunk = Chunk(text, f"load#{n}", 0, 8, f"l{n}", "text")
+                    batch.append(
+                        DocumentWrite(f"load#{n}", f"l{n}", "IMPORT", 10, [chunk], v[None, :])
+                    )
+                writer.write_documents(batch)
+                commits[0] += 1
+
+    thread = threading.Thread(target=ingest, daemon=True)
+    thread.start()
+    busy = [run(q, "hybrid") for q in asked]
+    stop.set()
+    thread.join()
+    out["during_ingest"] = {
+        "p50": statistics.median(busy),
+        "p99": percentile(busy, 99),
+        "max": max(busy),
+        "commits": commits[0],
+    }
+    writer.close()
+    collection.close()
+    return out
+
+
+def bm25s_rebuild(data_dir: Path, queries: int) -> dict[str, float]:
+    """The previous query path's BM25: every chunk re-tokenised and re-indexed in memory."""
+    from ragline.retrieve.bm25 import BM25Index
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components
+
+    settings = load_settings(storage={"data_dir": data_dir})
+    collection = CollectionService(Components(settings)).open(COLLECTION)
+    chunks = [(c.chunk_id, c.text) for c in collection.docstore.iter_chunks()]
+    started = time.perf_counter()
+    index = BM25Index([c for c, _ in chunks], [t for _, t in chunks])
+    build = time.perf_counter() - started
+    texts = list(load_beir(SCIFACT, "test").queries.values())[:queries]
+    latencies = []
+    for text in texts:
+        t = time.perf_counter()
+        index.search(text, 50)
+        latencies.append((time.perf_counter() - t) * 1e3)
+    return {"build_s": build, "p50": statistics.median(latencies), "rss_mb": _rss_mb()}
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.scale", *args], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    line: str = result.stdout.strip().splitlines()[-1]
+    value: dict[str, Any] = json.loads(line)
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--sample", type=int, default=2000, help="passages with real vectors")
+    parser.add_argument("--peer-max", type=int, default=300_000, help="largest bm25s rebuild")
+    parser.add_argument("--quick", action="store_true", help="10k chunks, 50 queries")
+    parser.add_argument("--probe", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--peer", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.probe:
+        print(json.dumps(probe(args.queries, args.probe)))
+        return
+    if args.peer:
+        print(json.dumps(bm25s_rebuild(args.peer, args.queries)))
+        return
+    if args.quick:
+        args.sizes, args.queries, args.sample = "10000", 50, 500
+
+    rows = []
+    measured: list[tuple[int, dict[str, Any], dict[str, float] | None]] = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        parquet = WORK / f"rows-{n}-{args.sample}.parquet"
+        if not parquet.exists():
+            print(f"writing {parquet} ...", flush=True)
+            make_parquet(parquet, n, args.sample)
+        data_dir = WORK / f"data-{n}"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        child_env = {**os.environ, "RAGLINE_STORAGE__DATA_DIR": str(data_dir)}
+        print(f"importing {n} rows ...", flush=True)
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "ragline.cli", "import", str(parquet), "-c", COLLECTION],
+            env=child_env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        import_s = time.perf_counter() - started
+        disk = _dir_mb(data_dir / "collections" / COLLECTION)
+        print(f"probing {n} ...", flush=True)
+        out = _child(["--probe", str(data_dir), "--queries", str(args.queries)])
+        out["import_s"], out["disk_mb"] = import_s, disk
+        peer = None
+        if n <= args.peer_max:
+            peer = _child(["--peer", str(data_dir), "--queries", str(args.queries)])
+        measured.append((n, out, peer))
+        s, busy = out["searchable_s"], out["during_ingest"]
+        rows.append(
+            [
+                f"{n:,}",
+                f"{import_s:.0f} s ({n / import_s:,.0f} rows/s)",
+                f"{disk:,.0f}",
+                f"{out['rss_mb']:,.0f}",
+                out["index_kind"],
+                f"{out['dense']['p50']:.1f} / {out['dense']['p95']:.1f}",
+                f"{out['bm25']['p50']:.1f} / {out['bm25']['p95']:.1f}",
+                f"{out['hybrid']['p50']:.1f} / {out['hybrid']['p95']:.1f}",
+                f"{out['recall10']:.3f}",
+                f"{s['bm25'] * 1e3:.0f} / {s['dense'] * 1e3:.0f}"
+                if s["bm25"] is not None and s["dense"] is not None
+                else "not found in 30 s",
+                f"{out['hybrid']['p99']:.0f} / {busy['p99']:.0f} "
+                f"(max {busy['max']:.0f}; {busy['commits']} commits)",
+                f"{peer['build_s']:.0f} s, query {peer['p50']:.1f} ms" if peer else "not run",
+            ]
+        )
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    settings = load_settings()
+    env = environment(["faiss-cpu", "tantivy", "bm25s", "pyarrow", "sentence-transformers"])
+    notes = [
+        "Environment: " + env,
+        f"Rows: SciFact sentences recombined into 3-6 sentence passages; vectors: "
+        f"{settings.embedding.model} for the first {args.sample}, the rest synthetic "
+        f"(a real vector + N(0, {NOISE}) noise per dimension, normalised). Imported with "
+        f"`ragline import` in a subprocess (commit groups of {settings.pipeline.commit_chunks} "
+        "rows; the FAISS checkpoint is written at the end).",
+        f"Queries: {args.queries} SciFact test queries, one at a time, top 10, no result "
+        "cache, in a fresh process that opened the collection as a server does (RSS after "
+        "opening and a warm-up). Recall@10: the index's top 10 against exact inner-product "
+        "search over every stored vector, 100 queries.",
+        "Searchable after: a document committed by another writer, until this reader's next "
+        "query finds it (BM25 / dense). p99 during ingest: hybrid queries while another "
+        "writer commits groups of chunks without pause.",
+        "Peer: the whole-rebuild BM25 (bm25s) the query path used before: time to re-index "
+        "every chunk, which it did after every commit.",
+    ]
+    write_table(
+        "scale",
+        "Large collections: one machine, no rebuilds",
+        [
+            "chunks",
+            "import",
+            "disk MB",
+            "serving RSS MB",
+            "dense index",
+            "dense p50/p95 ms",
+            "BM25 p50/p95 ms",
+            "hybrid p50/p95 ms",
+            "dense recall@10",
+            "searchable after ms (BM25/dense)",
+            "hybrid p99 ms idle / during ingest",
+            "peer: bm25s rebuild",
+        ],
+        rows,
+        notes,
+    )
+    write_plot(
+        "scale",
+        "Query latency by collection size (p50)",
+        [
+            Panel(
+                f"{n:,} chunks",
+                "ms per query",
+                [Bar(mode, [out[mode]["p50"]]) for mode in ("dense", "bm25", "hybrid")]
+                + [Bar("hybrid during ingest", [out["during_ingest"]["p50"]])],
+            )
+            for n, out, _ in measured
+        ],
+        env,
+    )
+    print(f"wrote {RESULTS / 'scale.md'}")
+
+
+if __name__ == "__main__":
+    main()
