@@ -114,6 +114,7 @@ def _dir_mb(path: Path) -> float:
 def probe(queries: int, data_dir: Path) -> dict[str, Any]:
     from ragline.ingest.docstore import DocumentWrite
     from ragline.ingest.types import Chunk
+    from ragline.retrieve.dense import QueryEncoder
     from ragline.retrieve.types import RetrievalRequest
     from ragline.service.collections import CollectionService
     from ragline.service.components import Components
@@ -123,7 +124,10 @@ def probe(queries: int, data_dir: Path) -> dict[str, Any]:
     service = CollectionService(components)
     collection = service.open(COLLECTION)
     collection.repair()
-    retriever = components.retriever(collection)
+    # No query-embedding cache: every mode pays for its embedding, as a new query does.
+    retriever = components.retriever(
+        collection, query_encoder=QueryEncoder(components.embedder, cache_size=0)
+    )
     texts = list(load_beir(SCIFACT, "test").queries.values())
     asked = [texts[i % len(texts)] for i in range(queries)]
 
@@ -338,7 +342,7 @@ def main() -> None:
         f"Rows: SciFact sentences recombined into 3-6 sentence passages; vectors: "
         f"{settings.embedding.model} for the first {args.sample}, the rest synthetic "
         f"(a real vector + N(0, {NOISE}) noise per dimension, normalised). Imported with "
-        f"`ragline import` in a subprocess (commit groups of {settings.pipeline.commit_chunks} "
+        f"`ragline import` in a subprocess (commit groups of {settings.pipeline.import_rows} "
         "rows; the FAISS checkpoint is written at the end).",
         f"Queries: {args.queries} SciFact test queries, one at a time, top 10, no result "
         "cache, in a fresh process that opened the collection as a server does (RSS after "

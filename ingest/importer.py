@@ -71,26 +71,59 @@ class ParquetRows:
         """The rows as document writes, ``batch_rows`` at a time."""
         first_row = 0
         for record_batch in self.file.iter_batches(batch_size=batch_rows, columns=self.columns):
-            rows = record_batch.to_pylist()
-            yield _to_writes(rows, first_row, dimension, tokens)
+            # Vectors column-wise into one array (no Python float per value); the rest as rows.
+            vectors, vector_errors = _vectors(record_batch.column("embedding"), dimension)
+            rows = record_batch.drop_columns(["embedding"]).to_pylist()
+            yield _to_writes(rows, vectors, vector_errors, first_row, tokens)
             first_row += len(rows)
 
 
+def _vectors(column: Any, dimension: int) -> tuple[np.ndarray, list[str | None]]:
+    """Each row's normalised vector (a zero row where it is bad) and what is wrong with it."""
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(column).fill_null(-1).to_numpy(zero_copy_only=False)
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    starts = np.concatenate([[0], np.cumsum(np.maximum(lengths, 0))[:-1]]).astype(np.int64)
+    vectors = np.zeros((len(lengths), dimension), dtype=np.float32)
+    errors: list[str | None] = [None] * len(lengths)
+    fits = lengths == dimension
+    if fits.any():
+        vectors[fits] = values[starts[fits, None] + np.arange(dimension)]
+    norms = np.linalg.norm(vectors, axis=1)
+    for row, length in enumerate(lengths):
+        if length < 0:
+            errors[row] = "no embedding"
+        elif length != dimension:
+            errors[row] = f"embedding has {length} values, the collection {dimension}"
+        elif not math.isfinite(float(norms[row])) or norms[row] == 0.0:
+            errors[row] = "embedding is zero or not finite"
+    good = np.array([error is None for error in errors])
+    vectors[good] /= norms[good, None]
+    vectors[~good] = 0.0
+    return vectors, errors
+
+
 def _to_writes(
-    rows: list[dict[str, Any]], first_row: int, dimension: int, tokens: TokenCounter
+    rows: list[dict[str, Any]],
+    vectors: np.ndarray,
+    vector_errors: list[str | None],
+    first_row: int,
+    tokens: TokenCounter,
 ) -> ImportBatch:
     batch = ImportBatch(writes=[], rows=len(rows))
-    good: list[tuple[int, dict[str, Any], np.ndarray, dict[str, Any] | None]] = []
+    good: list[tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]] = []
     for offset, row in enumerate(rows):
-        number = first_row + offset
         try:
-            vector, metadata = _check(row, dimension)
+            if vector_errors[offset] is not None:
+                raise ValueError(vector_errors[offset])
+            metadata = _check(row)
         except ValueError as exc:
-            batch.errors.append(RowError(number, str(exc)))
+            batch.errors.append(RowError(first_row + offset, str(exc)))
             continue
-        good.append((number, row, vector, metadata))
-    counts = tokens.count([str(row["text"]) for _, row, _, _ in good])
-    for (_, row, vector, metadata), token_count in zip(good, counts, strict=True):
+        good.append((row, vectors[offset], metadata))
+    counts = tokens.count([str(row["text"]) for row, _, _ in good])
+    for (row, vector, metadata), token_count in zip(good, counts, strict=True):
         text = str(row["text"])
         source = document_key(str(row["id"]), row.get("source"))
         title = row.get("title")
@@ -111,21 +144,12 @@ def _to_writes(
     return batch
 
 
-def _check(row: dict[str, Any], dimension: int) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """The row's normalised vector and metadata, or ValueError saying what is wrong."""
+def _check(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The row's metadata, or ValueError saying what is wrong with its other fields."""
     if row.get("id") is None or str(row["id"]) == "":
         raise ValueError("empty id")
     if not isinstance(row.get("text"), str) or not row["text"].strip():
         raise ValueError("empty text")
-    embedding = row.get("embedding")
-    if embedding is None:
-        raise ValueError("no embedding")
-    vector = np.asarray(embedding, dtype=np.float32)
-    if vector.shape != (dimension,):
-        raise ValueError(f"embedding has {vector.size} values, the collection {dimension}")
-    norm = float(np.linalg.norm(vector))
-    if not math.isfinite(norm) or norm == 0.0:
-        raise ValueError("embedding is zero or not finite")
     metadata = row.get("metadata")
     if metadata is not None:
         try:
@@ -134,4 +158,4 @@ def _check(row: dict[str, Any], dimension: int) -> tuple[np.ndarray, dict[str, A
             raise ValueError(f"metadata is not JSON ({exc.msg})") from None
         if not isinstance(metadata, dict):
             raise ValueError("metadata is not a JSON object")
-    return vector / norm, metadata
+    return metadata

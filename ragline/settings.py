@@ -96,6 +96,11 @@ class PipelineSettings(BaseModel):
         "transaction per group, so a crash loses at most the group in flight",
         ge=1,
     )
+    import_rows: int = _field(
+        4096,
+        "`ragline import` commits rows with their own vectors in groups of this many",
+        ge=1,
+    )
 
 
 class RetrievalSettings(BaseModel):

@@ -179,7 +179,7 @@ class CollectionService:
             with collection.writer_lock():
                 collection.ensure_config(collection_config(self.settings, embedder))
                 tokens = HFTokenCounter(embedder.model_path)
-                commit_rows = self.settings.pipeline.commit_chunks
+                commit_rows = self.settings.pipeline.import_rows
                 for batch in rows.batches(embedder.dimension, tokens, commit_rows):
                     report.rows += batch.rows
                     report.errors += batch.errors
