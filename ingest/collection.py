@@ -61,7 +61,7 @@ class CollectionInfo:
 
 class Collection:
     DOCSTORE = "docstore.sqlite"
-    INDEX = "index.faiss"
+    INDEX = "index.faiss"  # a checkpoint written before checkpoints were named by generation
     MANIFEST = "index.json"
     LEXICAL = "lexical"
     # Change-log generations kept behind the oldest persisted index, so that readers a
@@ -177,6 +177,8 @@ class Collection:
             return self._index_generation
 
     def _apply_dense(self, index: VectorIndex, changes: ChangeSet) -> None:
+        # Added ids are newer than anything the index holds (ids only grow, and a
+        # checkpoint is never newer than its manifest says): only removals are removed.
         index.remove(changes.removed)
         if changes.added:
             ids, vectors = self.docstore.vectors_by_id(changes.added, index.dim)
@@ -192,10 +194,10 @@ class Collection:
 
     def _load_or_rebuild_index(self) -> VectorIndex:
         """The saved checkpoint caught up from the log, or a rebuild when it cannot be."""
-        manifest_path = self.path / self.MANIFEST
-        index_path = self.path / self.INDEX
-        if manifest_path.exists() and index_path.exists():
-            saved = int(json.loads(manifest_path.read_text()).get("generation", -1))
+        manifest = self._saved_manifest()
+        index_path = self.path / str(manifest.get("file", self.INDEX))
+        if manifest and index_path.exists():
+            saved = int(manifest.get("generation", -1))
             changes = self.docstore.changes_since(saved)
             if changes is not None:
                 index = VectorIndex.load(index_path, self.settings)
@@ -237,9 +239,14 @@ class Collection:
             return index
 
     def _save_index(self, index: VectorIndex, generation: int, trained_on: int) -> None:
-        index.save(self.path / self.INDEX)
+        """A checkpoint in a file of its own generation, then the manifest pointing at it
+        (atomic renames both): a crash in between leaves the previous pair intact, so the
+        log is never replayed onto vectors the file already holds."""
+        name = f"index-{generation}.faiss"
+        index.save(self.path / name)
         manifest = {
             "generation": generation,
+            "file": name,
             "kind": index.kind,
             "ntotal": index.ntotal,
             "trained_on": trained_on,  # vectors the IVF lists were trained on
@@ -247,6 +254,9 @@ class Collection:
         tmp = self.path / (self.MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest))
         os.replace(tmp, self.path / self.MANIFEST)
+        for old in [self.path / self.INDEX, *self.path.glob("index-*.faiss")]:
+            if old.name != name:
+                old.unlink(missing_ok=True)
 
     def _saved_manifest(self) -> dict[str, Any]:
         path = self.path / self.MANIFEST
@@ -299,7 +309,10 @@ class Collection:
             return True
         try:
             with self.writer_lock().acquire(timeout=0):
-                self.repair_lexical()
+                try:
+                    self.repair_lexical()
+                finally:
+                    self.lexical.release_writer()  # the real writer will need it
         except Timeout:
             return False
         return True

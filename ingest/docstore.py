@@ -100,8 +100,8 @@ class StoredChunk:
 
 @dataclass(slots=True, frozen=True)
 class ChangeSet:
-    """The net change from one generation to a later one: ids to drop from a derived
-    index (removed, or replaced) and ids to add (still present at ``generation``)."""
+    """The net change from one generation to a later one: chunk ids removed since (some
+    perhaps added since too) and ids added since that are still present."""
 
     generation: int
     removed: list[int]
@@ -201,7 +201,7 @@ class DocStore:
             ).fetchall()
         removed = {int(cid) for cid, added in rows if not added}
         added = sorted({int(cid) for cid, added in rows if added} - removed)
-        return ChangeSet(current, sorted(removed | set(added)), added)
+        return ChangeSet(current, sorted(removed), added)
 
     def prune_changes(self, upto_generation: int) -> None:
         """Forget changes at or below a generation every persisted index has reached."""

@@ -102,12 +102,17 @@ class LexicalIndex:
         tmp.write_text(json.dumps({"generation": generation}))
         os.replace(tmp, self.path / self.MANIFEST)
 
-    def close(self) -> None:
-        """Release the tantivy writer (its lock file) and the searcher."""
+    def release_writer(self) -> None:
+        """Let go of the tantivy writer and its lock (readers that repaired the index)."""
         with self._lock:
             if self._writer is not None:
                 self._writer.wait_merging_threads()
                 self._writer = None
+
+    def close(self) -> None:
+        """Release the tantivy writer (its lock file) and the searcher."""
+        self.release_writer()
+        with self._lock:
             self._index = None
             self._loaded_generation = -1
 

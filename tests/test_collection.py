@@ -86,6 +86,30 @@ def test_index_survives_reopen_and_stale_index_is_rebuilt(tmp_path: Path) -> Non
     assert reopened.index.ntotal == 7
 
 
+def test_a_crash_between_a_derived_commit_and_its_stamp_duplicates_nothing(
+    tmp_path: Path,
+) -> None:
+    """The checkpoint file (or the lexical commit) landed, its generation stamp did not:
+    replaying the log from the older stamp must not add the same chunks twice."""
+    rng = np.random.default_rng(5)
+    store = _open(tmp_path)
+    store.write_documents([_write("a", 4, rng)])
+    store.flush()
+    stamped = store.generation
+    store.write_documents([_write("b", 3, rng)])
+    store.index.save(tmp_path / "c1" / f"index-{store.generation}.faiss")  # no manifest
+    store.lexical._write_manifest(stamped)  # the commit of "b" landed, its stamp did not
+    store.close()
+
+    reopened = Collection.open(tmp_path, "c1", IndexSettings())
+    assert reopened.lexical.generation == stamped
+    assert reopened.repair()
+    _assert_consistent(reopened)
+    assert reopened.index.ntotal == 7
+    found = reopened.lexical.search("chunk", 50)
+    assert len(found) == len({cid for cid, _ in found}) == 7
+
+
 def test_large_collection_switches_to_ivf(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     store = _open(tmp_path, IndexSettings(flat_max_vectors=100, ivf_nprobe=64))
