@@ -205,6 +205,27 @@ def load_line(results: Path, link: Callable[[str], str]) -> str:
     )
 
 
+def scale_line(results: Path, link: Callable[[str], str]) -> str:
+    """The largest collection measured; the peer is the whole BM25 rebuild a commit used
+    to cost, against how soon a commit is now searchable."""
+    rows = read_rows(results / "scale.csv")
+    top = max(rows, key=lambda r: int(r["chunks"].replace(",", "")))
+    parts = [
+        f"{top['chunks']} chunks: hybrid p50/p95 {top['hybrid p50/p95 ms']} ms, dense recall@10 "
+        f"{top['dense recall@10']} against exact search, serving RSS {top['serving RSS MB']} MB",
+        f"hybrid p99 {top['hybrid p99 ms idle / during ingest']} ms idle / during an ingest",
+        f"a commit searchable after {top['searchable after ms (BM25/dense)']} ms (BM25/dense)",
+    ]
+    peers = [r for r in rows if r["peer: bm25s rebuild"] != "not run"]
+    if peers:
+        peer = max(peers, key=lambda r: int(r["chunks"].replace(",", "")))
+        parts.append(
+            f"the BM25 rebuild each commit used to cost (bm25s): {peer['peer: bm25s rebuild']} "
+            f"at {peer['chunks']} chunks"
+        )
+    return _bullet("Scale", results, "scale", link, parts)
+
+
 def tuning_grid(rows: list[dict[str, str]], mode: str) -> list[str]:
     """One mode's chunk size by rerank depth grid as Markdown: nDCG@10 and p50 per cell."""
     chosen = [r for r in rows if r["mode"] == mode]
@@ -256,6 +277,7 @@ SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("query.csv", "Query latency", query_line),
     ("generate.csv", "Generation", generate_line),
     ("load.csv", "Load", load_line),
+    ("scale.csv", "Scale", scale_line),
 ]
 
 

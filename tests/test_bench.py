@@ -25,6 +25,7 @@ from bench.report import (
     build_section,
     ingest_line,
     replace_between_markers,
+    scale_line,
 )
 
 # -- FLOPs ------------------------------------------------------------------------------
@@ -203,8 +204,8 @@ def test_section_is_built_from_the_tables(tmp_path: Path) -> None:
         "system,prompt,prompt tokens,TTFT ms,decode tok/s,cached fraction\n"
         "ragline GenerationEngine (in-process),first question,900,200.0 (190-210),50.0,-\n"
         "vllm serve 0.32.0 (HTTP; /v1/completions),first question,900,250.0,55.0,-\n"
-        "ragline GenerationEngine (in-process),\"question alone, no RAG\",60,40.0,50.0,-\n"
-        "vllm serve 0.32.0 (HTTP; /v1/completions),\"question alone, no RAG\",60,60.0,45.0,-\n"
+        'ragline GenerationEngine (in-process),"question alone, no RAG",60,40.0,50.0,-\n'
+        'vllm serve 0.32.0 (HTTP; /v1/completions),"question alone, no RAG",60,60.0,45.0,-\n'
         '"ragline, canonical source order",second question,900,50.0,50.0,0.9\n'
         '"ragline, score source order",second question,900,150.0,50.0,0.1\n',
     )
@@ -268,3 +269,24 @@ def test_load_line_reads_the_busiest_level(tmp_path: Path) -> None:
     section = build_section(tmp_path, tmp_path)
     assert "with 4 streaming clients: 0.48 answers/s, 14.5 tokens/s, TTFT p50 1548 ms" in section
     assert "1 errors or cut streams" in section
+
+
+def test_scale_line_reads_the_largest_collection(tmp_path: Path) -> None:
+    header = (
+        "chunks,import,disk MB,serving RSS MB,dense index,dense p50/p95 ms,BM25 p50/p95 ms,"
+        "hybrid p50/p95 ms,dense recall@10,searchable after ms (BM25/dense),"
+        "hybrid p99 ms idle / during ingest,peer: bm25s rebuild\n"
+    )
+    _write(
+        tmp_path / "scale.csv",
+        header + '"100,000",60 s,900,1200,ivf,9.0 / 12.0,2.0 / 5.0,20.0 / 30.0,0.990,40 / 60,'
+        '35 / 50 (max 80; 12 commits),"30 s, query 9.0 ms"\n'
+        + '"1,000,000",600 s,9000,3100,ivf,10.0 / 15.0,6.0 / 20.0,31.0 / 80.0,0.960,45 / 90,'
+        "95 / 140 (max 300; 20 commits),not run\n",
+    )
+    _write(tmp_path / "scale.md", f"# Scale\n\n{ENV}\n")
+    line = scale_line(tmp_path, lambda name: name)
+    assert line.startswith("- **Scale** (2026-11-25) 1,000,000 chunks: hybrid p50/p95 31.0 / 80.0")
+    assert "recall@10 0.960" in line and "serving RSS 3100 MB" in line
+    assert "searchable after 45 / 90 ms" in line
+    assert "(bm25s): 30 s, query 9.0 ms at 100,000 chunks" in line
