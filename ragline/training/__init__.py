@@ -1,0 +1,1 @@
+"""Offline training: the cross-encoder reranker `ragline reranker train` makes."""
