@@ -1,1 +1,1 @@
-"""Offline evaluation: BEIR datasets, ranking metrics, the `ragline eval` sweeps and their reports."""
+"""Offline evaluation: BEIR datasets, ranking metrics, `ragline eval` sweeps, reports."""
