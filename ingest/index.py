@@ -36,6 +36,12 @@ def gpu_available(settings: IndexSettings) -> bool:
     return settings.use_gpu == "auto" and faiss.get_num_gpus() > 0
 
 
+def ivf_probe_count(nlist: int, setting: int) -> int:
+    """Lists searched per query: the setting, or (0) a fixed share of the lists, so
+    that recall holds as collections grow (measured: bench/results/scale.md)."""
+    return min(nlist, setting or max(16, -(-nlist // 20)))
+
+
 def ivf_list_count(n_vectors: int) -> int:
     # FAISS guidance: nlist ~ 4·sqrt(n), and at least ~39 training points per list.
     return max(1, min(int(4 * math.sqrt(n_vectors)), n_vectors // 39))
@@ -49,7 +55,8 @@ class VectorIndex:
         self._gpu_index: faiss.Index | None = None
         self._gpu_stale = True
         if kind == IVF:
-            faiss.extract_index_ivf(index).nprobe = settings.ivf_nprobe
+            ivf = faiss.extract_index_ivf(index)
+            ivf.nprobe = ivf_probe_count(ivf.nlist, settings.ivf_nprobe)
 
     @classmethod
     def empty(cls, dim: int, settings: IndexSettings) -> VectorIndex:
@@ -116,7 +123,7 @@ class VectorIndex:
         params: faiss.SearchParameters
         if self.kind == IVF:
             ivf_params = faiss.SearchParametersIVF()
-            ivf_params.nprobe = self.settings.ivf_nprobe
+            ivf_params.nprobe = faiss.extract_index_ivf(self.index).nprobe
             params = ivf_params
         else:
             params = faiss.SearchParameters()

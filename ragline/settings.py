@@ -83,7 +83,12 @@ class IndexSettings(BaseModel):
     flat_max_vectors: int = _field(
         50_000, "exact (flat) search up to this many vectors, IVF beyond", ge=1
     )
-    ivf_nprobe: int = _field(16, "IVF lists searched per query", ge=1)
+    ivf_nprobe: int = _field(
+        0,
+        "IVF lists searched per query; 0: one in 20 of the lists, at least 16 (dense "
+        "recall@10 0.97 against exact search at 100k chunks; 16 lists gave 0.90)",
+        ge=0,
+    )
     use_gpu: Literal["auto", "never"] = _field(
         "auto", "auto: GPU FAISS when faiss.get_num_gpus() > 0"
     )
