@@ -325,7 +325,7 @@ def main() -> None:
                 f"{out['bm25']['p50']:.1f} / {out['bm25']['p95']:.1f}",
                 f"{out['hybrid']['p50']:.1f} / {out['hybrid']['p95']:.1f}",
                 f"{out['recall10']:.3f}",
-                f"{s['bm25'] * 1e3:.0f} / {s['dense'] * 1e3:.0f}"
+                f"{s['bm25'] * 1e3:.1f} / {s['dense'] * 1e3:.1f}"
                 if s["bm25"] is not None and s["dense"] is not None
                 else "not found in 30 s",
                 f"{out['hybrid']['p99']:.0f} / {busy['p99']:.0f} "
