@@ -129,6 +129,12 @@ class Collection:
     def generation(self) -> int:
         return self.docstore.generation
 
+    @property
+    def collection_id(self) -> str:
+        """Random, made when the collection was created: a collection dropped and created
+        again under the same name has another id (its generations start again)."""
+        return self.docstore.collection_id
+
     # -- index --------------------------------------------------------------------------
 
     @property

@@ -13,6 +13,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,7 @@ class DocStore:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self.conn.executescript(_SCHEMA)
+        self.collection_id = self._ensure_collection_id()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -142,6 +144,18 @@ class DocStore:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
         )
+
+    def _ensure_collection_id(self) -> str:
+        """The random id made when the docstore was created. Generations start again at 1
+        in a re-created collection; this id never repeats, so caches key on both."""
+        value = self.get_meta("collection_id")
+        if value is None:  # a new docstore (or one from before ids): make it, once
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('collection_id', ?)",
+                (json.dumps(uuid.uuid4().hex),),
+            )
+            value = self.get_meta("collection_id")
+        return str(value)
 
     @property
     def generation(self) -> int:

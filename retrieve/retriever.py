@@ -84,7 +84,13 @@ class Retriever:
         generation = self.collection.generation
         if not request.use_cache:
             return self._retrieve(request, timings, generation)
-        key = cache_key(self.collection.name, generation, request.query, request.cache_params())
+        key = cache_key(
+            self.collection.name,
+            self.collection.collection_id,
+            generation,
+            request.query,
+            request.cache_params(),
+        )
         with timings.measure("cache"):
             cached = self.cache.get(key)
         if cached is not None:
