@@ -26,7 +26,7 @@ from ragline.api.routers import (
 from ragline.api.services import EngineFactory, build_services, start_engine
 from ragline.settings import Settings, load_settings
 
-_UPLOAD_PATH = re.compile(r"^/v1/collections/[^/]+/documents/?$")
+_UPLOAD_PATH = re.compile(r"/v1/collections/[^/]+/documents/?")
 
 
 def create_app(
@@ -58,7 +58,7 @@ def create_app(
     body_limit = int(settings.api.max_body_mb * 2**20)
 
     def limit(scope: Scope) -> int:
-        is_upload = scope["method"] == "POST" and _UPLOAD_PATH.match(scope["path"])
+        is_upload = scope["method"] == "POST" and _UPLOAD_PATH.fullmatch(scope["path"])
         return upload_limit if is_upload else body_limit
 
     app.add_middleware(BodyLimit, limit=limit)

@@ -86,6 +86,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
         message = f"missing required parameter {param!r}" if param else "missing request body"
     elif param:
         message = f"{param}: {message}"
+    # A check of the whole body (see schemas.lone_surrogate) names the value it refused.
+    param = param or str(first.get("ctx", {}).get("where", ""))
     return message, param or None, "invalid_value"
 
 

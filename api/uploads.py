@@ -15,6 +15,7 @@ from ragline.api.errors import ApiError
 from ragline.ingest.pipeline import discover
 
 _READ = 1 << 20
+MAX_NAME_BYTES = 255  # NAME_MAX of Linux file systems, in bytes of UTF-8
 
 
 def upload_dir(data_dir: Path, collection: str) -> Path:
@@ -31,12 +32,19 @@ def safe_filename(raw: str | None) -> str:
         "/" in name
         or "\\" in name
         or name.startswith(".")
-        or len(name) > 255
-        or any(ord(c) < 32 or c == "\x7f" for c in name)
+        or any(ord(c) < 32 or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in name)
     ):
         raise ApiError(
             400,
             f"invalid file name {name!r}: a plain name without directories is required",
+            param="files",
+            code="invalid_file_name",
+        )
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise ApiError(
+            400,
+            f"file name too long: {size} bytes of UTF-8, at most {MAX_NAME_BYTES}",
             param="files",
             code="invalid_file_name",
         )
@@ -69,7 +77,8 @@ async def save_uploads(
     staged: list[tuple[Path, Path]] = []
     try:
         for upload, name in zip(files, names, strict=True):
-            part = target / f".{name}.{uuid.uuid4().hex[:8]}.part"
+            # Not derived from the name: a name of 255 bytes has no room for a suffix.
+            part = target / f".upload-{uuid.uuid4().hex}.part"
             staged.append((part, target / name))
             written = 0
             with part.open("wb") as out:
@@ -106,19 +115,24 @@ def allowed_paths(paths: Sequence[str], roots: Sequence[Path]) -> list[Path]:
             code="paths_disabled",
         )
     resolved_roots = [Path(root).resolve() for root in roots]
-    for raw in paths:
-        path = Path(raw)
-        if not path.is_absolute() or not _under(path.resolve(), resolved_roots):
-            raise ApiError(
-                403,
-                f"{raw!r} is not under an allowed ingest root",
-                param="paths",
-                code="path_not_allowed",
-            )
     try:
+        for raw in paths:
+            path = Path(raw)
+            if not path.is_absolute() or not _under(path.resolve(), resolved_roots):
+                raise ApiError(
+                    403,
+                    f"{raw!r} is not under an allowed ingest root",
+                    param="paths",
+                    code="path_not_allowed",
+                )
         files = discover(paths)
     except FileNotFoundError as exc:
         raise ApiError(400, str(exc), param="paths", code="not_found") from None
+    except (OSError, ValueError) as exc:  # a name too long, a loop of links, a NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ApiError(
+            400, f"unusable path: {reason}", param="paths", code="invalid_path"
+        ) from None
     for file in files:
         if not _under(file, resolved_roots):  # a symlink out of the root
             raise ApiError(

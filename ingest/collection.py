@@ -24,7 +24,7 @@ from ragline.ingest.docstore import DocStore, DocumentWrite
 from ragline.ingest.index import FLAT, VectorIndex
 from ragline.settings import IndexSettings
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class CollectionError(Exception):
@@ -36,7 +36,8 @@ class CollectionNotFound(CollectionError):
 
 
 def validate_name(name: str) -> str:
-    if not _NAME.match(name) or ".." in name:
+    # fullmatch: with match, "$" also matched before a final newline ("docs\n").
+    if not _NAME.fullmatch(name) or ".." in name:
         raise CollectionError(
             f"invalid collection name {name!r}: use letters, digits, '.', '_' or '-' (max 64)"
         )

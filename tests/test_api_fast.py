@@ -59,6 +59,9 @@ class FakeEngine:
     async def check_health(self) -> None:
         return None
 
+    def check_options(self, options: Any) -> None:
+        return None
+
     def shutdown(self) -> None:
         return None
 

@@ -8,6 +8,7 @@ needs them. A private redis-server stands in for Redis (never the shared one).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -170,3 +171,126 @@ def test_invalidating_one_collection_id_keeps_the_others() -> None:
         cache.set(key, {"passages": []})
     cache.invalidate("docs", "old")
     assert [cache.get(k) is not None for k in (old, new, other)] == [False, True, True]
+
+
+# -- 6, 7. hostile input is a clear 4xx, never a 5xx ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[App]:
+    """One app for the bad-input tests, with a collection "notes" and an ingest root."""
+    data = tmp_path_factory.mktemp("faults")
+    (data / "allowed").mkdir()
+    settings = _settings(data, api={"ingest_roots": [str(data / "allowed")]})
+    text = "The lighthouse keeper logs the weather every morning at six."
+    _ingest(settings, "notes", [_doc("/notes/keeper.txt", text)], embedder)
+    engine = FakeEngine()
+    with serve_in_thread(create_app(settings, engine_factory=lambda _: engine)) as url:  # type: ignore[arg-type,return-value]
+        yield App(url, settings, engine)
+
+
+def _chat(content: Any = "When is the weather logged?", **extra: Any) -> dict[str, Any]:
+    return {"model": "notes", "messages": [{"role": "user", "content": content}], **extra}
+
+
+def _post_json(http: httpx.Client, route: str, body: Any) -> httpx.Response:
+    # json.dumps writes a lone surrogate as the escape \ud800, as a client would.
+    return http.post(
+        route, content=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+
+
+SURROGATE = "caf\ud800e"
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "param"),
+    [
+        ("/v1/chat/completions", _chat(SURROGATE), "messages[0].content"),
+        (
+            "/v1/chat/completions",
+            _chat([{"type": "text", "text": SURROGATE}]),
+            "messages[0].content[0].text",
+        ),
+        ("/v1/embeddings", {"input": ["fine", SURROGATE]}, "input[1]"),
+        ("/v1/retrieve", {"collection": "notes", "query": SURROGATE}, "query"),
+        (
+            "/v1/retrieve",
+            {"collection": "notes", "query": "q", "filters": {"sources": [SURROGATE]}},
+            "filters.sources[0]",
+        ),
+        ("/v1/chat/completions", _chat(seed=2**64), "seed"),
+        ("/v1/chat/completions", _chat(seed=-(2**63) - 1), "seed"),
+        ("/v1/chat/completions", _chat(stop=""), "stop"),
+        ("/v1/chat/completions", _chat(stop=["x"] * 17), "stop"),
+        ("/v1/chat/completions", _chat(stop="", stream=True), "stop"),
+        ("/v1/completions", {"model": "notes", "prompt": "hi", "seed": 2**64}, "seed"),
+    ],
+)
+def test_bad_request_fields_are_a_400(
+    app: App, route: str, body: dict[str, Any], param: str
+) -> None:
+    with app.http() as http:
+        response = _post_json(http, route, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_max_tokens_over_the_prompt_room_is_explained(app: App) -> None:
+    limit = app.engine.max_model_len
+    with app.http() as http:
+        response = http.post("/v1/chat/completions", json=_chat(max_tokens=limit - 1))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "max_tokens" and error["code"] == "context_length_exceeded"
+    assert f"max_tokens={limit - 1}" in error["message"], error["message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("a" * 246 + ".txt", 202),  # 250 bytes: a legal file name
+        ("a" * 251 + ".txt", 202),  # 255 bytes: the longest
+        ("a" * 252 + ".txt", 400),
+        ("€" * 100 + ".txt", 400),  # 100 characters, 304 bytes
+        ("€" * 83 + ".txt", 202),  # 253 bytes
+    ],
+)
+def test_long_upload_names(app: App, name: str, status: int) -> None:
+    with app.http() as http:
+        response = http.post(
+            "/v1/collections/uploads/documents", files=[("files", (name, b"Long names."))]
+        )
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["error"]["code"] == "invalid_file_name"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/allowed/a\x00b.txt",
+        "/" + "a" * 100_000,
+        "/" + "/".join(["a" * 200] * 30),  # each part legal, the whole over PATH_MAX
+        "/" + "a" * 300,  # one part over NAME_MAX
+    ],
+)
+def test_hostile_server_paths_are_a_400(app: App, path: str) -> None:
+    root = app.settings.api.ingest_roots[0]
+    with app.http() as http:
+        response = http.post("/v1/collections/notes/documents", json={"paths": [f"{root}{path}"]})
+    assert response.status_code in (400, 403), response.text
+    assert response.json()["error"]["param"] == "paths"
+
+
+@pytest.mark.parametrize("name", ["nl2\n", "tab\t", "x\n\n"])
+def test_collection_names_with_a_final_newline_are_refused(app: App, name: str) -> None:
+    from urllib.parse import quote
+
+    with app.http() as http:
+        response = http.post(
+            f"/v1/collections/{quote(name)}/documents", json={"paths": ["/nowhere"]}
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_collection_name"
+    assert not (app.settings.storage.collections_dir / name).exists()
