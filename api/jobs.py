@@ -48,6 +48,7 @@ class JobRecord:
     collection: str
     paths: list[str]
     force: bool = False
+    roots: list[str] | None = None  # files are read only if, once opened, they lie under these
     id: str = field(default_factory=lambda: f"job-{uuid.uuid4().hex[:16]}")
     status: JobStatus = "queued"
     files_total: int = 0
@@ -258,7 +259,9 @@ class JobRunner:
         progress = JobProgress(job, self.store, self.metrics)
         progress.save()
         try:
-            self.collections.ingest(job.collection, job.paths, force=job.force, progress=progress)
+            self.collections.ingest(
+                job.collection, job.paths, force=job.force, progress=progress, roots=job.roots
+            )
             job.status = "succeeded"
         except Exception as exc:  # a job failure is reported in the job, never crashes the app
             log.exception("ingestion job %s failed", job.id)

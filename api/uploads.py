@@ -12,6 +12,7 @@ from pathlib import Path
 from starlette.datastructures import UploadFile
 
 from ragline.api.errors import ApiError
+from ragline.ingest.confine import under
 from ragline.ingest.pipeline import discover
 
 _READ = 1 << 20
@@ -118,7 +119,7 @@ def allowed_paths(paths: Sequence[str], roots: Sequence[Path]) -> list[Path]:
     try:
         for raw in paths:
             path = Path(raw)
-            if not path.is_absolute() or not _under(path.resolve(), resolved_roots):
+            if not path.is_absolute() or not under(path.resolve(), resolved_roots):
                 raise ApiError(
                     403,
                     f"{raw!r} is not under an allowed ingest root",
@@ -134,7 +135,7 @@ def allowed_paths(paths: Sequence[str], roots: Sequence[Path]) -> list[Path]:
             400, f"unusable path: {reason}", param="paths", code="invalid_path"
         ) from None
     for file in files:
-        if not _under(file, resolved_roots):  # a symlink out of the root
+        if not under(file, resolved_roots):  # a symlink out of the root
             raise ApiError(
                 403,
                 f"{file.name!r} leads outside the allowed ingest roots",
@@ -144,7 +145,3 @@ def allowed_paths(paths: Sequence[str], roots: Sequence[Path]) -> list[Path]:
     if not files:
         raise ApiError(400, "no files found under the given paths", param="paths")
     return files
-
-
-def _under(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)

@@ -17,10 +17,10 @@ from typing import Protocol
 
 from ragline.ingest.chunk import Chunker
 from ragline.ingest.collection import Collection
+from ragline.ingest.confine import OutsideRootsError, open_file, under
 from ragline.ingest.docstore import DocumentWrite
 from ragline.ingest.embed import Embedder
 from ragline.ingest.parallel import parse_files
-from ragline.ingest.parse import file_sha256
 from ragline.ingest.tokens import HFTokenCounter
 from ragline.ingest.types import Chunk, ParsedDocument
 from ragline.settings import Settings
@@ -96,6 +96,15 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
+_OUTSIDE = "leads outside the allowed ingest roots"
+
+
+def _outside(paths: Sequence[Path], roots: Sequence[str]) -> list[Path]:
+    """Named paths that no longer resolve under a root (checked before any folder walk)."""
+    resolved_roots = [Path(root).resolve() for root in roots]
+    return [path for path in paths if not under(path.resolve(), resolved_roots)]
+
+
 def collection_config(settings: Settings, embedder: Embedder) -> dict[str, object]:
     return {
         "embedding_model": settings.embedding.model,
@@ -119,16 +128,27 @@ class IngestPipeline:
         self.chunker = Chunker(settings.chunking, HFTokenCounter(self.embedder.model_path))
         self.progress = progress or NullProgress()
 
-    def run(self, paths: Sequence[str | Path], force: bool = False) -> IngestReport:
-        """Ingest files and folders: unchanged files are skipped, the rest parsed in workers."""
+    def run(
+        self,
+        paths: Sequence[str | Path],
+        force: bool = False,
+        roots: Sequence[str] | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders: unchanged files are skipped, the rest parsed in workers.
+        With ``roots`` (server paths a client named), a file is read only if it lies under
+        one of them when opened: any of them may have become a symlink since it was named."""
         started = time.perf_counter()
         report = IngestReport(collection=self.collection.name)
-        files = discover(paths)
-        self.progress.start(len(files))
+        named = [Path(p) for p in paths]
+        outside = [] if roots is None else _outside(named, roots)
+        files = discover([p for p in named if p not in outside])
+        self.progress.start(len(files) + len(outside))
         with self.collection.writer_lock():
             self.collection.ensure_config(collection_config(self.settings, self.embedder))
-            to_parse = self._skip_known(files, report, force)
-            self._chunk_embed_write(parse_files(to_parse, self.settings.parsing), report)
+            for path in outside:
+                self._record(report, FileOutcome(str(path), Status.FAILED, detail=_OUTSIDE))
+            to_parse = self._skip_known(files, report, force, roots)
+            self._chunk_embed_write(parse_files(to_parse, self.settings.parsing, roots), report)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -177,7 +197,9 @@ class IngestPipeline:
         self._embed_and_write(pending, report)
         self.collection.flush()
 
-    def _skip_known(self, files: list[Path], report: IngestReport, force: bool) -> list[Path]:
+    def _skip_known(
+        self, files: list[Path], report: IngestReport, force: bool, roots: Sequence[str] | None
+    ) -> list[Path]:
         """Unchanged files (same content hash at the same source) are not parsed again;
         a file identical to another stored document is reported as its duplicate."""
         to_parse: list[Path] = []
@@ -185,11 +207,11 @@ class IngestPipeline:
         for path in files:
             source = str(path)
             try:
-                digest = file_sha256(path)
-            except OSError as exc:
-                self._record(
-                    report, FileOutcome(source, Status.FAILED, detail=f"unreadable: {exc}")
-                )
+                with open_file(path, roots) as opened:
+                    digest = opened.sha256()
+            except (OSError, ValueError) as exc:
+                detail = str(exc) if isinstance(exc, OutsideRootsError) else f"unreadable: {exc}"
+                self._record(report, FileOutcome(source, Status.FAILED, detail=detail))
                 continue
             record = self.collection.docstore.document(source)
             if record is not None and record.content_hash == digest and not force:

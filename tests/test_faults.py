@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -294,3 +295,88 @@ def test_collection_names_with_a_final_newline_are_refused(app: App, name: str) 
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_collection_name"
     assert not (app.settings.storage.collections_dir / name).exists()
+
+
+# -- 5. ingest_roots are checked when a file is opened, not only when it is named -------
+
+
+def _wait_job(http: httpx.Client, job: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+        job = http.get(f"/v1/jobs/{job['id']}").json()
+    return job
+
+
+@pytest.mark.parametrize("swap", ["file", "folder"])
+def test_a_file_swapped_for_a_symlink_after_the_check_is_not_read(
+    app: App, tmp_path: Path, swap: str
+) -> None:
+    """The request names a file under the ingest root; before the job runs, the file (or
+    its folder) becomes a symlink to a file outside: the outside file must not be read."""
+    from filelock import FileLock
+
+    root = Path(app.settings.api.ingest_roots[0])
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "note.txt").write_text("The root password of the payroll server is hunter2.")
+    folder = root / f"swap-{swap}"
+    folder.mkdir()
+    note = folder / "note.txt"
+    note.write_text("A harmless note about the office plants.")
+    lock = FileLock(str(app.settings.storage.collections_dir / "notes" / ".write.lock"))
+    with app.http() as http:
+        with lock:  # the job waits for the collection's writer lock: swap meanwhile
+            accepted = http.post("/v1/collections/notes/documents", json={"paths": [str(note)]})
+            assert accepted.status_code == 202, accepted.text
+            if swap == "file":
+                note.unlink()
+                note.symlink_to(outside / "note.txt")
+            else:
+                shutil.rmtree(folder)
+                folder.symlink_to(outside)
+        job = _wait_job(http, accepted.json())
+        assert job["status"] == "succeeded", job
+        assert job["outcomes"] == {"failed": 1}, job
+        assert "outside" in job["errors"][0]["error"]
+        found = http.post("/v1/retrieve", json={"collection": "notes", "query": "root password"})
+        assert "hunter2" not in found.text
+
+
+def test_the_parse_worker_checks_the_opened_file(tmp_path: Path) -> None:
+    """The last line of defence: the worker itself refuses a file that is outside the roots
+    once opened (swapped between the job's own check and the parse)."""
+    from ragline.ingest.parse import parse_file
+    from ragline.settings import ParsingSettings
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("hunter2")
+    (root / "link.txt").symlink_to(outside / "secret.txt")
+    (root / "folder").symlink_to(outside)
+    os.mkfifo(root / "fifo.txt")
+    roots = [str(root)]
+    for name in ("link.txt", "folder/secret.txt", "fifo.txt"):
+        document = parse_file(root / name, ParsingSettings(), roots)
+        assert not document.ok and not document.elements, name
+        assert document.content_hash == "", name
+    assert "outside" in parse_file(root / "folder/secret.txt", ParsingSettings(), roots).error
+
+
+def test_confined_parsing_reads_the_same_elements(tmp_path: Path) -> None:
+    """Reading through the opened descriptor changes nothing in what is parsed."""
+    from ragline.ingest.parse import parse_file
+    from ragline.settings import ParsingSettings
+
+    settings = ParsingSettings()
+    for sample in sorted((REPO / "samples").iterdir()):
+        if sample.suffix == ".pdf" and sample.stat().st_size > 200_000:
+            continue  # slow to parse twice; PDFs are covered by the small ones
+        plain = parse_file(sample, settings)
+        confined = parse_file(sample, settings, [str(REPO / "samples")])
+        assert confined.error == plain.error, sample.name
+        assert (confined.file_type, confined.content_hash) == (plain.file_type, plain.content_hash)
+        assert confined.elements == plain.elements, sample.name
+        assert confined.source == plain.source

@@ -133,14 +133,16 @@ async def add_documents(
     settings = services.settings
     content_type = request.headers.get("content-type", "").lower()
     force = False
+    roots: list[Path]  # where the job may read: checked again as each file is opened
     if content_type.startswith("multipart/form-data"):
         async with request.form(max_files=1000, max_fields=100) as form:
             uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
             if not uploads:
                 raise ApiError(400, "no files in the upload (form field 'files')", param="files")
+            roots = [upload_dir(settings.storage.data_dir, name)]
             files = await save_uploads(
                 uploads,
-                upload_dir(settings.storage.data_dir, name),
+                roots[0],
                 settings.api.upload_extensions,
                 int(settings.parsing.max_file_mb * 2**20),
             )
@@ -150,7 +152,8 @@ async def add_documents(
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ApiError(400, f"invalid body: {first['msg']}", param="paths") from None
-        files = await asyncio.to_thread(allowed_paths, body.paths, settings.api.ingest_roots)
+        roots = settings.api.ingest_roots
+        files = await asyncio.to_thread(allowed_paths, body.paths, roots)
         force = body.force
     else:
         raise ApiError(
@@ -158,7 +161,12 @@ async def add_documents(
             'send files as multipart/form-data, or JSON {"paths": [...]}',
             code="unsupported_media_type",
         )
-    job = JobRecord(collection=name, paths=[str(f) for f in files], force=force)
+    job = JobRecord(
+        collection=name,
+        paths=[str(f) for f in files],
+        force=force,
+        roots=[str(root.resolve()) for root in roots],
+    )
     try:
         await asyncio.to_thread(services.jobs.submit, job)
     except JobQueueUnavailable as exc:

@@ -124,15 +124,17 @@ class CollectionService:
         *,
         force: bool = False,
         progress: ProgressSink | None = None,
+        roots: Sequence[str] | None = None,
     ) -> IngestReport:
         """Parse, chunk, embed and write files into the collection (created if needed);
-        waits for any other writer of the same collection."""
+        waits for any other writer of the same collection. ``roots``: read only files that
+        lie under these folders when opened (what a remote client may name)."""
         collection = self.open(validate_name(name), create=True)
         try:
             pipeline = IngestPipeline(
                 self.settings, collection, embedder=self.components.embedder, progress=progress
             )
-            return pipeline.run(paths, force=force)
+            return pipeline.run(paths, force=force, roots=roots)
         finally:
             collection.close()
             self._invalidate(name)
