@@ -9,6 +9,11 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     import uvicorn
 
     from ragline.api.app import create_app
+    from ragline.api.watchdog import start_watchdog
+
+    # Before the engine starts: its processes must not outlive this one, nor a dead
+    # server's linger beside them.
+    start_watchdog(settings.storage.data_dir)
 
     config = uvicorn.Config(
         create_app(settings),

@@ -8,10 +8,13 @@ needs them. A private redis-server stands in for Redis (never the shared one).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -380,3 +383,89 @@ def test_confined_parsing_reads_the_same_elements(tmp_path: Path) -> None:
         assert (confined.file_type, confined.content_hash) == (plain.file_type, plain.content_hash)
         assert confined.elements == plain.elements, sample.name
         assert confined.source == plain.source
+
+
+# -- 2. the engine's processes die with the server; a start clears a dead one's ---------
+
+FAKE_SERVER = """
+import subprocess, sys, time
+from pathlib import Path
+from ragline.api.watchdog import start_watchdog
+start_watchdog(Path(sys.argv[1]))
+engine = subprocess.Popen(["sleep", "600"])  # stands in for VLLM::EngineCore
+worker = subprocess.Popen(["sh", "-c", "sleep 600; :"])  # and a grandchild
+print(engine.pid, worker.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    from ragline.api.watchdog import proc
+
+    return proc(pid) is not None
+
+
+def test_a_killed_server_takes_its_children_along(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen(
+        [sys.executable, "-c", FAKE_SERVER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    children: list[int] = []
+    try:
+        assert server.stdout is not None
+        children = [int(pid) for pid in server.stdout.readline().split()]
+        records = list((tmp_path / "run").glob("serve-*.json"))
+        deadline = time.monotonic() + 10
+        while not any(str(children[0]) in r.read_text() for r in records):
+            assert time.monotonic() < deadline, "the watchdog recorded nothing"
+            time.sleep(0.1)
+        server.kill()
+        server.wait(10)
+        deadline = time.monotonic() + 15
+        while any(_running(pid) for pid in children):
+            assert time.monotonic() < deadline, "children outlived the server"
+            time.sleep(0.1)
+        while list((tmp_path / "run").glob("serve-*")):
+            assert time.monotonic() < deadline, "record left behind"
+            time.sleep(0.1)
+    finally:
+        server.kill()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_start_clears_what_a_dead_server_left(tmp_path: Path) -> None:
+    from ragline.api.watchdog import Proc, ServeRecord, clear_leftovers, proc, record_path
+
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = subprocess.Popen(["sleep", "600"])
+    innocent = subprocess.Popen(["sleep", "600"])  # its pid is recorded with another start
+    try:
+        orphan_proc, innocent_proc = proc(orphan.pid), proc(innocent.pid)
+        assert orphan_proc and innocent_proc
+        stale = Proc(innocent_proc.pid, innocent_proc.start - 1, "sleep")
+        record = ServeRecord("h", Proc(dead.pid, 1), None, [orphan_proc, stale])
+        record_path(run, "h", dead.pid).write_text(record.dump())
+        me = proc(os.getpid())
+        assert me is not None
+        live = ServeRecord("h", me, None, [innocent_proc])  # a live server's: left alone
+        record_path(run, "h", os.getpid()).write_text(live.dump())
+        (run / "serve-h-1.json").write_text("{half")  # a torn write: removed
+
+        stopped = clear_leftovers(run, host="h")
+
+        assert [p.pid for p in stopped] == [orphan.pid]
+        assert orphan.wait(10) == -signal.SIGTERM
+        assert innocent.poll() is None
+        assert [p.name for p in run.iterdir()] == [f"serve-h-{os.getpid()}.json"]
+    finally:
+        for process in (orphan, innocent):
+            process.kill()
+            process.wait()

@@ -9,6 +9,9 @@ One real `ragline serve` for the whole module (the engine takes a minute to star
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,3 +140,63 @@ def test_valid_requests_still_answer(server: Server) -> None:
         done = http.post("/v1/completions", json=_completion(seed=0, stop="zzz"))
         assert done.status_code == 200, done.text
         assert 'status="500"' not in http.get("/metrics").text
+
+
+# -- 2. the engine's processes die with the server (this test kills it: keep it last) ----
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _descendants(pid: int) -> set[int]:
+    tree, found, todo = _children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def test_sigkill_of_the_server_takes_its_engine_along(server: Server) -> None:
+    pid = server.process.proc.pid
+    family = _descendants(pid)
+    assert any(_name(p).startswith("VLLM::") for p in family), {p: _name(p) for p in family}
+    os.kill(pid, signal.SIGKILL)
+    server.process.proc.wait(10)
+    deadline = time.monotonic() + 30
+    try:
+        while survivors := {p: _name(p) for p in family if _alive(p)}:
+            assert time.monotonic() < deadline, f"orphans left behind: {survivors}"
+            time.sleep(0.5)
+    finally:
+        for p in family:  # never leave them running on a shared machine
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+    while list((server.data / "run").glob("serve-*.json")):
+        assert time.monotonic() < deadline, "the record was not removed"
+        time.sleep(0.2)
