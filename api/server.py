@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from ragline.api.services import EngineFactory, start_engine
 from ragline.settings import Settings
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    engine_factory: EngineFactory = start_engine,
+) -> None:
+    """``engine_factory``: the generation engine (tests pass a stand-in)."""
     import uvicorn
 
     from ragline.api.app import create_app
@@ -16,7 +23,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     start_watchdog(settings.storage.data_dir)
 
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, engine_factory),
         host=host or settings.api.host,
         port=port if port is not None else settings.api.port,
         log_level="info",

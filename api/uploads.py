@@ -5,23 +5,67 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from ragline.api.errors import ApiError
+from ragline.api.jobrecord import JobRecord
 from ragline.ingest.confine import under
 from ragline.ingest.pipeline import discover
+from ragline.settings import Settings
 
 _READ = 1 << 20
 MAX_NAME_BYTES = 255  # NAME_MAX of Linux file systems, in bytes of UTF-8
 
 
+UPLOAD_FIELD = "files"
+
+
 def upload_dir(data_dir: Path, collection: str) -> Path:
-    """Uploads are kept (ingestion reads them; re-uploading a name updates the document)."""
+    """The collection's uploads: each job's files in a folder of its own until the job
+    ends; documents are stored as this folder's file of their name, so uploading a name
+    again updates the document."""
     return data_dir / "uploads" / collection
+
+
+async def upload_job(collection: str, form: FormData, settings: Settings) -> JobRecord:
+    """The ingestion job of an upload, its files saved in the job's own folder (two
+    uploads of one name never overwrite each other before they are read)."""
+    unknown = sorted({key for key, _ in form.multi_items()} - {UPLOAD_FIELD})
+    if unknown:
+        raise ApiError(
+            400,
+            f"unknown form field(s) {unknown}: send files as {UPLOAD_FIELD!r}",
+            param=unknown[0],
+        )
+    uploads = [v for v in form.getlist(UPLOAD_FIELD) if isinstance(v, UploadFile)]
+    if len(uploads) != len(form.getlist(UPLOAD_FIELD)) or not uploads:
+        raise ApiError(
+            400, f"send one or more files in the form field {UPLOAD_FIELD!r}", param="files"
+        )
+    folder = upload_dir(settings.storage.data_dir, collection).resolve()
+    job = JobRecord(collection=collection, paths=[])
+    staging = folder / ".jobs" / job.id
+    files = await save_uploads(
+        uploads,
+        staging,
+        settings.api.upload_extensions,
+        int(settings.parsing.max_file_mb * 2**20),
+    )
+    job.paths = [str(f) for f in files]
+    job.sources = {str(f): str(folder / f.name) for f in files}
+    job.staging = str(staging)
+    job.roots = [str(staging)]
+    return job
+
+
+def discard_uploads(job: JobRecord) -> None:
+    if job.staging:
+        shutil.rmtree(job.staging, ignore_errors=True)
 
 
 def safe_filename(raw: str | None) -> str:

@@ -9,7 +9,7 @@ documents into embedding batches and commits each group in one transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -127,18 +127,22 @@ class IngestPipeline:
         self.embedder = embedder or Embedder(settings.embedding)
         self.chunker = Chunker(settings.chunking, HFTokenCounter(self.embedder.model_path))
         self.progress = progress or NullProgress()
+        self._sources: dict[str, str] = {}  # file path -> the source it is stored as
 
     def run(
         self,
         paths: Sequence[str | Path],
         force: bool = False,
         roots: Sequence[str] | None = None,
+        sources: Mapping[str, str] | None = None,
     ) -> IngestReport:
         """Ingest files and folders: unchanged files are skipped, the rest parsed in workers.
         With ``roots`` (server paths a client named), a file is read only if it lies under
-        one of them when opened: any of them may have become a symlink since it was named."""
+        one of them when opened: any of them may have become a symlink since it was named.
+        ``sources`` maps a file's absolute path to the source to store it as."""
         started = time.perf_counter()
         report = IngestReport(collection=self.collection.name)
+        self._sources = dict(sources or {})
         named = [Path(p) for p in paths]
         outside = [] if roots is None else _outside(named, roots)
         files = discover([p for p in named if p not in outside])
@@ -146,11 +150,20 @@ class IngestPipeline:
         with self.collection.writer_lock():
             self.collection.ensure_config(collection_config(self.settings, self.embedder))
             for path in outside:
-                self._record(report, FileOutcome(str(path), Status.FAILED, detail=_OUTSIDE))
+                outcome = FileOutcome(self._source(path), Status.FAILED, detail=_OUTSIDE)
+                self._record(report, outcome)
             to_parse = self._skip_known(files, report, force, roots)
-            self._chunk_embed_write(parse_files(to_parse, self.settings.parsing, roots), report)
+            parsed = parse_files(to_parse, self.settings.parsing, roots)
+            self._chunk_embed_write((self._as_source(d) for d in parsed), report)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _source(self, path: str | Path) -> str:
+        return self._sources.get(str(path), str(path))
+
+    def _as_source(self, document: ParsedDocument) -> ParsedDocument:
+        document.source = self._source(document.source)
+        return document
 
     def ingest_documents(self, documents: Sequence[ParsedDocument]) -> IngestReport:
         """Ingest already-parsed records (datasets, other loaders); same-hash records at
@@ -205,7 +218,7 @@ class IngestPipeline:
         to_parse: list[Path] = []
         claimed: dict[str, str] = {}  # content hash -> first source in this batch
         for path in files:
-            source = str(path)
+            source = self._source(path)
             try:
                 with open_file(path, roots) as opened:
                     digest = opened.sha256()

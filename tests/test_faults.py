@@ -469,3 +469,152 @@ def test_a_start_clears_what_a_dead_server_left(tmp_path: Path) -> None:
         for process in (orphan, innocent):
             process.kill()
             process.wait()
+
+
+# -- 3. jobs survive a crash: resumed at restart, each file ingested once ---------------
+
+
+class FakeServe:
+    """tests/fake_serve.py (`ragline serve` with the scripted engine) in a process of its
+    own, so that it can be killed with SIGKILL."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        from servers import free_port
+
+        self.url = f"http://127.0.0.1:{(port := free_port())}"
+        full = {**os.environ, **env}
+        full["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")])
+        if "REDIS_URL" not in env:
+            full.pop("REDIS_URL", None)
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(REPO / "tests" / "fake_serve.py"), str(port)],
+                env=full,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.log = log
+        deadline = time.monotonic() + 120
+        while True:
+            assert self.proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(self.url + "/health", timeout=5).status_code == 200:
+                    break
+            time.sleep(0.3)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.mark.parametrize("backend", ["in-process", "redis"])
+def test_a_job_interrupted_by_sigkill_is_resumed_at_restart(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    redis_url = request.getfixturevalue("private_redis").url if backend == "redis" else "off"
+    data = tmp_path / "var"
+    env = {
+        "RAGLINE_STORAGE__DATA_DIR": str(data),
+        "RAGLINE_CACHE__REDIS_URL": redis_url,
+        "RAGLINE_PARSING__WORKERS": "1",
+        "RAGLINE_PIPELINE__COMMIT_CHUNKS": "1",  # one transaction per file: slow, steady
+    }
+    files = [
+        (
+            "files",
+            (f"note-{i:02d}.txt", f"Note {i}: the tide tables list {i * 7} entries.".encode()),
+        )
+        for i in range(20)
+    ]
+    server = FakeServe(env, tmp_path / "server.log")
+    try:
+        with server.http() as http:
+            accepted = http.post("/v1/collections/tides/documents", files=files)
+            assert accepted.status_code == 202, accepted.text
+            job = accepted.json()
+            deadline = time.monotonic() + 180
+            while job["files_done"] < 4:
+                assert job["status"] in ("queued", "running"), job
+                assert time.monotonic() < deadline, job
+                time.sleep(0.05)
+                job = http.get(f"/v1/jobs/{job['id']}").json()
+        assert job["files_done"] < 20, "the job finished before the crash: make it slower"
+        server.kill()
+
+        server = FakeServe(env, tmp_path / "server.log")
+        with server.http() as http:
+            job = _wait_job(http, http.get(f"/v1/jobs/{job['id']}").json(), timeout=180)
+            assert job["status"] == "succeeded", job
+            assert job["files_done"] == job["files_total"] == 20, job
+            assert sum(job["outcomes"].values()) == 20, job
+            assert set(job["outcomes"]) <= {"ingested", "unchanged"}, job
+            docs = http.get("/v1/collections/tides/documents").json()["data"]
+        assert sorted(d["name"] for d in docs) == sorted(name for _, (name, _) in files)
+        leftover = [p for p in (data / "uploads").rglob("*") if p.is_file()]
+        assert not leftover, f"uploads kept after their job ended: {leftover[:3]}"
+    finally:
+        server.stop()
+
+
+# -- 8. uploads: one name twice, Redis down, unknown fields ----------------------------
+
+
+def test_two_uploads_of_one_name_are_both_ingested_in_turn(app: App) -> None:
+    """Both wait for the collection's writer lock; neither overwrites the other's file
+    before it is read: the first is ingested, the second updates it."""
+    from filelock import FileLock
+
+    lock = FileLock(str(app.settings.storage.collections_dir / "notes" / ".write.lock"))
+    url = "/v1/collections/notes/documents"
+    with app.http() as http:
+        with lock:
+            first = http.post(url, files=[("files", ("twice.txt", b"First: otters hold hands."))])
+            second = http.post(url, files=[("files", ("twice.txt", b"Second: owls turn heads."))])
+        jobs = [_wait_job(http, r.json()) for r in (first, second)]
+        assert [j["outcomes"] for j in jobs] == [{"ingested": 1}, {"updated": 1}], jobs
+        docs = [d for d in http.get("/v1/collections/notes/documents").json()["data"]]
+        assert [d["name"] for d in docs].count("twice.txt") == 1
+        found = http.post("/v1/retrieve", json={"collection": "notes", "query": "owls otters"})
+        texts = [p["text"] for p in found.json()["passages"] if p["source"] == "twice.txt"]
+        assert texts == ["Second: owls turn heads."]
+    staged = app.settings.storage.data_dir / "uploads" / "notes"
+    assert not [p for p in staged.rglob("*") if p.is_file()], "uploads kept after their jobs"
+
+
+def test_unknown_form_fields_are_refused(app: App) -> None:
+    url = "/v1/collections/notes/documents"
+    with app.http() as http:
+        extra = http.post(url, files=[("files", ("a.txt", b"a")), ("force", (None, b"1"))])
+        assert extra.status_code == 400 and extra.json()["error"]["param"] == "force", extra.text
+        wrong = http.post(url, files=[("file", ("a.txt", b"a"))])
+        assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "file", wrong.text
+        text = http.post(url, files=[("files", (None, b"not a file"))])
+        assert text.status_code == 400, text.text
+
+
+def test_an_upload_refused_for_redis_down_leaves_no_file(
+    tmp_path: Path, start_app: Any, private_redis: PrivateRedis
+) -> None:
+    data = tmp_path / "var"
+    server = start_app(_settings(data, private_redis.url))
+    private_redis.kill()
+    with server.http() as http:
+        response = http.post(
+            "/v1/collections/notes/documents", files=[("files", ("lost.txt", b"Lost?"))]
+        )
+    assert response.status_code == 503, response.text
+    assert not [p for p in (data / "uploads").rglob("*") if p.is_file()]

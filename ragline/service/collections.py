@@ -8,7 +8,7 @@ Writers take the collection's writer lock here (never in the callers), waiting a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 
 from filelock import Timeout
@@ -125,16 +125,20 @@ class CollectionService:
         force: bool = False,
         progress: ProgressSink | None = None,
         roots: Sequence[str] | None = None,
+        sources: Mapping[str, str] | None = None,
     ) -> IngestReport:
         """Parse, chunk, embed and write files into the collection (created if needed);
         waits for any other writer of the same collection. ``roots``: read only files that
-        lie under these folders when opened (what a remote client may name)."""
+        lie under these folders when opened (what a remote client may name). ``sources``:
+        the document source to record for a path (an upload staged in its job's folder is
+        stored as the upload folder's file of that name, so uploading a name again
+        updates the document)."""
         collection = self.open(validate_name(name), create=True)
         try:
             pipeline = IngestPipeline(
                 self.settings, collection, embedder=self.components.embedder, progress=progress
             )
-            return pipeline.run(paths, force=force, roots=roots)
+            return pipeline.run(paths, force=force, roots=roots, sources=sources)
         finally:
             collection.close()
             self._invalidate(name)
