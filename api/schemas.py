@@ -236,7 +236,9 @@ class EmbeddingList(BaseModel):
 
 
 class Filters(_Request):
-    sources: list[str] = Field(default_factory=list, description="file names or globs")
+    sources: list[str] = Field(
+        default_factory=list, description="file names or their glob patterns (no '/')"
+    )
     categories: list[str] = Field(default_factory=list)
     file_types: list[str] = Field(default_factory=list)
     ingested_after: float | None = None
@@ -367,6 +369,8 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     engine: dict[str, Any]
     redis: Literal["ok", "down", "unused"]
-    collections: int
+    collections: int | None = Field(
+        description="collections the key may use; null without a key when keys are set"
+    )
     generation: dict[str, int]
     ingest_queue: int

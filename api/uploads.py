@@ -50,12 +50,17 @@ async def upload_job(collection: str, form: FormData, settings: Settings) -> Job
     folder = upload_dir(settings.storage.data_dir, collection).resolve()
     job = JobRecord(collection=collection, paths=[])
     staging = folder / ".jobs" / job.id
-    files = await save_uploads(
-        uploads,
-        staging,
-        settings.api.upload_extensions,
-        int(settings.parsing.max_file_mb * 2**20),
-    )
+    try:
+        files = await save_uploads(
+            uploads,
+            staging,
+            settings.api.upload_extensions,
+            int(settings.parsing.max_file_mb * 2**20),
+            int(settings.api.max_upload_mb * 2**20),
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     job.paths = [str(f) for f in files]
     job.sources = {str(f): str(folder / f.name) for f in files}
     job.staging = str(staging)
@@ -109,10 +114,15 @@ def check_extension(name: str, allowed: Sequence[str]) -> None:
 
 
 async def save_uploads(
-    files: Sequence[UploadFile], target: Path, allowed: Sequence[str], max_file_bytes: int
+    files: Sequence[UploadFile],
+    target: Path,
+    allowed: Sequence[str],
+    max_file_bytes: int,
+    max_total_bytes: int | None = None,
 ) -> list[Path]:
     """Check every file before writing any; write each to a temporary name and rename all
-    at the end, so a refused request leaves no file behind and replaces nothing."""
+    at the end, so a refused request leaves no file behind and replaces nothing. The files'
+    own bytes count against ``max_total_bytes`` (the multipart framing does not)."""
     names = [safe_filename(f.filename) for f in files]
     if len(set(names)) != len(names):
         raise ApiError(400, "the same file name appears twice in one upload", param="files")
@@ -120,6 +130,7 @@ async def save_uploads(
         check_extension(name, allowed)
     target.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
+    total = 0
     try:
         for upload, name in zip(files, names, strict=True):
             # Not derived from the name: a name of 255 bytes has no room for a suffix.
@@ -135,6 +146,14 @@ async def save_uploads(
                             f"{name} is over the {max_file_bytes / 2**20:.0f} MiB file limit",
                             param="files",
                             code="file_too_large",
+                        )
+                    total += len(block)
+                    if max_total_bytes is not None and total > max_total_bytes:
+                        raise ApiError(
+                            413,
+                            f"the files are over the {max_total_bytes / 2**20:g} MiB upload limit",
+                            param="files",
+                            code="request_too_large",
                         )
                     out.write(block)
             if written == 0:

@@ -120,6 +120,7 @@ class DocStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.create_function("file_name", 1, _file_name, deterministic=True)
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
@@ -291,13 +292,18 @@ class DocStore:
         file_types: Sequence[str] = (),
         ingested_after: float | None = None,
         ingested_before: float | None = None,
+        names: Sequence[str] = (),
     ) -> set[int]:
-        """Chunk ids passing a metadata filter; ``sources`` may hold glob patterns."""
+        """Chunk ids passing a metadata filter; ``sources`` may hold glob patterns of
+        whole sources, ``names`` of their last part only (the file name)."""
         clauses: list[str] = []
         params: list[object] = []
         if sources:
             clauses.append("(" + " OR ".join("source GLOB ?" for _ in sources) + ")")
             params.extend(sources)
+        if names:
+            clauses.append("(" + " OR ".join("file_name(source) GLOB ?" for _ in names) + ")")
+            params.extend(names)
         if categories:
             clauses.append(f"category IN ({','.join('?' * len(categories))})")
             params.extend(categories)
@@ -334,6 +340,10 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _file_name(source: str) -> str:
+    return source.rsplit("/", 1)[-1]
 
 
 def _stored_chunk(row: tuple[Any, ...]) -> StoredChunk:

@@ -190,6 +190,7 @@ class Retriever:
             filters.file_types,
             filters.ingested_after,
             filters.ingested_before,
+            names=filters.names,
         )
 
 

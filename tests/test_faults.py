@@ -180,12 +180,22 @@ def test_invalidating_one_collection_id_keeps_the_others() -> None:
 # -- 6, 7. hostile input is a clear 4xx, never a 5xx ------------------------------------
 
 
+UPLOAD_MB = 0.05
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[App]:
     """One app for the bad-input tests, with a collection "notes" and an ingest root."""
     data = tmp_path_factory.mktemp("faults")
     (data / "allowed").mkdir()
-    settings = _settings(data, api={"ingest_roots": [str(data / "allowed")]})
+    settings = _settings(
+        data,
+        api={
+            "ingest_roots": [str(data / "allowed")],
+            "max_upload_mb": UPLOAD_MB,
+            "body_idle_timeout_s": 1.0,
+        },
+    )
     text = "The lighthouse keeper logs the weather every morning at six."
     _ingest(settings, "notes", [_doc("/notes/keeper.txt", text)], embedder)
     engine = FakeEngine()
@@ -618,3 +628,80 @@ def test_an_upload_refused_for_redis_down_leaves_no_file(
         )
     assert response.status_code == 503, response.text
     assert not [p for p in (data / "uploads").rglob("*") if p.is_file()]
+
+
+def test_a_file_of_exactly_the_upload_limit_is_accepted(app: App) -> None:
+    limit = int(UPLOAD_MB * 2**20)
+    url = "/v1/collections/notes/documents"
+    with app.http() as http:
+        exact = http.post(url, files=[("files", ("exact.txt", b"word " * (limit // 5)))])
+        assert exact.status_code == 202, exact.text
+        _wait_job(http, exact.json())
+        over = http.post(url, files=[("files", ("over.txt", b"x" * (limit + 1)))])
+        assert over.status_code == 413, over.text
+        # The limit is for the files together, however they are split.
+        halves = [("files", (f"half{i}.txt", b"y" * (limit // 2 + 1))) for i in range(2)]
+        assert http.post(url, files=halves).status_code == 413
+
+
+@pytest.mark.parametrize("sent", [0, 10])
+def test_a_body_that_never_arrives_is_given_up(app: App, sent: int) -> None:
+    """Headers promise 100 bytes, then nothing (or a little) comes: the server answers 408
+    after api.body_idle_timeout_s instead of holding the connection forever."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(app.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/retrieve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n" + b"{" * sent
+        )
+        started = time.monotonic()
+        try:
+            reply = sock.recv(4096)
+        except TimeoutError:
+            pytest.fail("no answer: the connection is held open")
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert time.monotonic() - started < 8
+
+
+def test_file_name_filters_cannot_probe_server_paths(app: App) -> None:
+    with app.http() as http:
+
+        def sources(*patterns: str) -> httpx.Response:
+            body = {"collection": "notes", "query": "weather", "filters": {"sources": patterns}}
+            return http.post("/v1/retrieve", json=body)
+
+        assert [p["source"] for p in sources("keeper.txt").json()["passages"]] == ["keeper.txt"]
+        assert sources("keep*").json()["passages"]
+        for probe in ("*notes*", "*/notes/*", "/notes/keeper.txt", "*e*s*/*"):
+            response = sources(probe)
+            assert response.status_code in (200, 400), response.text
+            if response.status_code == 200:
+                assert response.json()["passages"] == [], probe
+
+
+KEY = "sk-faults-tenant"
+
+
+def test_with_keys_operations_need_one_and_health_tells_no_counts(
+    tmp_path: Path, start_app: Any, embedder: Embedder
+) -> None:
+    from servers import key_hash
+
+    keys = [{"sha256": key_hash(KEY), "name": "tenant", "collections": ["mine"]}]
+    settings = _settings(tmp_path / "var", api={"keys": keys})
+    for name in ("mine", "theirs", "others"):
+        _ingest(settings, name, [_doc(f"/{name}/a.txt", f"{name} text")], embedder)
+    server = start_app(settings)
+    with server.http() as http:
+        for route in ("/metrics", "/openapi.json"):
+            response = http.get(route)
+            assert response.status_code == 401, (route, response.text)
+            authorised = http.get(route, headers={"Authorization": f"Bearer {KEY}"})
+            assert authorised.status_code == 200, route
+        anonymous = http.get("/health")
+        assert anonymous.status_code == 200 and anonymous.json()["collections"] is None
+        tenant = http.get("/health", headers={"Authorization": f"Bearer {KEY}"})
+        assert tenant.json()["collections"] == 1
