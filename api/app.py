@@ -27,7 +27,8 @@ from ragline.api.routers import (
 from ragline.api.services import EngineFactory, build_services, start_engine
 from ragline.settings import Settings, load_settings
 
-_UPLOAD_PATH = re.compile(r"^/v1/collections/[^/]+/documents/?$")
+UPLOAD_FRAMING_BYTES = 1 << 20  # up to ~1,000 files' part headers
+_UPLOAD_PATH = re.compile(r"/v1/collections/[^/]+/documents/?")
 
 
 def create_app(
@@ -50,19 +51,25 @@ def create_app(
         summary="Grounded, cited answers over your documents; OpenAI-compatible.",
         version=__version__,
         lifespan=lifespan,
+        # Served by the operations router instead: behind the API key when keys are set.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     for router in (chat, completions, models, embeddings, retrieve, collections, jobs, health, ui):
         app.include_router(router.router)
     ui.mount(app)  # the chat page's files, served without a key
 
-    upload_limit = int(settings.api.max_upload_mb * 2**20)
+    # The multipart framing (boundaries, part headers) on top of the files' own bytes,
+    # which save_uploads holds to max_upload_mb.
+    upload_limit = int(settings.api.max_upload_mb * 2**20) + UPLOAD_FRAMING_BYTES
     body_limit = int(settings.api.max_body_mb * 2**20)
 
     def limit(scope: Scope) -> int:
-        is_upload = scope["method"] == "POST" and _UPLOAD_PATH.match(scope["path"])
+        is_upload = scope["method"] == "POST" and _UPLOAD_PATH.fullmatch(scope["path"])
         return upload_limit if is_upload else body_limit
 
-    app.add_middleware(BodyLimit, limit=limit)
+    app.add_middleware(BodyLimit, limit=limit, idle_timeout_s=settings.api.body_idle_timeout_s)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees every status
     return app

@@ -40,3 +40,16 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_optional_principal(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The key's principal, or None for a request without a valid key (where it may
+    still be answered, with less)."""
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    return services.keys.authenticate(header)
+
+
+OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]

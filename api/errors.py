@@ -22,6 +22,7 @@ _TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "invalid_request_error",
+    408: "invalid_request_error",
     409: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
@@ -86,6 +87,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
         message = f"missing required parameter {param!r}" if param else "missing request body"
     elif param:
         message = f"{param}: {message}"
+    # A check of the whole body (see schemas.lone_surrogate) names the value it refused.
+    param = param or str(first.get("ctx", {}).get("where", ""))
     return message, param or None, "invalid_value"
 
 

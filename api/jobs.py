@@ -1,179 +1,63 @@
-"""Background ingestion jobs: records, a queue, and the worker task that runs them.
+"""Background ingestion jobs: the worker task that claims, runs and finishes them, and
+takes back the jobs of a runner that died (records: ``api.jobrecord``; where they are
+kept, durably: ``api.jobstore``).
 
-Without Redis the queue and records live in this process. With ``cache.redis_url`` set,
-job records are Redis hashes (``ragline:job:<id>``) and pending ids a Redis list, so any
-replica can report a job and the first free worker takes it (the files a job names must
-then be on storage every replica sees, i.e. a shared ``storage.data_dir``).
+A running job's record names its runner (host, pid and start time) and carries a
+heartbeat. A job whose runner is gone (a process of this host no longer running, or no
+heartbeat for ``LEASE_S``) is queued again and resumes where it stopped: the files it
+finished are skipped, and a file written but not yet recorded is found unchanged by its
+hash, so each is ingested once. After ``MAX_ATTEMPTS`` interrupted runs it fails with
+the reason. Uploaded files are removed when their job ends, whichever way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import os
+import shutil
+import socket
 import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ragline.api.jobrecord import JobRecord
+from ragline.api.jobstore import JobQueueUnavailable, JobStore, make_job_store
 from ragline.api.metrics import Metrics
-from ragline.api.schemas import FileError, JobOut
+from ragline.api.watchdog import Proc, proc, running
 from ragline.ingest.pipeline import FileOutcome, Status
 from ragline.service.collections import CollectionService
 from ragline.settings import Settings
 
-if TYPE_CHECKING:
-    from redis.typing import EncodableT, FieldT
-
 log = logging.getLogger(__name__)
 
-JOB_TTL_S = 7 * 24 * 3600
 POLL_S = 1.0  # how often an idle worker looks for jobs queued by other replicas
+HEARTBEAT_S = 10.0
+LEASE_S = 60.0  # a job of another host without a heartbeat this long is taken back
+RECOVER_S = 5.0  # how often running jobs are checked for a dead runner
+MAX_ATTEMPTS = 3
+
+__all__ = ["JobQueueUnavailable", "JobRecord", "JobRunner", "make_store"]
 
 
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
+def runner_id() -> str:
+    """This process, as a job's owner: host, pid and start time (pids are reused)."""
+    me = proc(os.getpid())
+    return f"{socket.gethostname()}:{os.getpid()}:{me.start if me else 0}"
 
 
-class JobQueueUnavailable(Exception):
-    """The job store (Redis) cannot be reached."""
+def runner_gone(owner: str | None, heartbeat_at: float | None, now: float) -> bool:
+    """The runner that claimed a job is no longer running it."""
+    host, _, rest = (owner or "").partition(":")
+    pid, _, start = rest.partition(":")
+    if host == socket.gethostname() and pid.isdigit() and start.isdigit():
+        return not running(Proc(int(pid), int(start)))
+    return heartbeat_at is None or now - heartbeat_at > LEASE_S
 
 
-@dataclass(slots=True)
-class JobRecord:
-    collection: str
-    paths: list[str]
-    force: bool = False
-    id: str = field(default_factory=lambda: f"job-{uuid.uuid4().hex[:16]}")
-    status: JobStatus = "queued"
-    files_total: int = 0
-    files_done: int = 0
-    chunks_embedded: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-    errors: list[dict[str, str]] = field(default_factory=list)
-    message: str | None = None
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-
-    def out(self) -> JobOut:
-        return JobOut(
-            id=self.id,
-            collection=self.collection,
-            status=self.status,
-            files_total=self.files_total,
-            files_done=self.files_done,
-            chunks_embedded=self.chunks_embedded,
-            outcomes=dict(self.outcomes),
-            errors=[FileError(**e) for e in self.errors],
-            message=self.message,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-        )
-
-
-class JobStore(Protocol):
-    def submit(self, job: JobRecord) -> None: ...
-
-    def get(self, job_id: str) -> JobRecord | None: ...
-
-    def save(self, job: JobRecord) -> None: ...
-
-    def next_job(self) -> JobRecord | None: ...
-
-    def pending(self) -> int: ...
-
-
-class MemoryJobStore:
-    def __init__(self) -> None:
-        self._jobs: dict[str, JobRecord] = {}
-        self._pending: deque[str] = deque()
-        self._lock = threading.Lock()
-
-    def submit(self, job: JobRecord) -> None:
-        with self._lock:
-            self._jobs[job.id] = job
-            self._pending.append(job.id)
-
-    def get(self, job_id: str) -> JobRecord | None:
-        return self._jobs.get(job_id)
-
-    def save(self, job: JobRecord) -> None:
-        pass  # the record is the one object every reader sees
-
-    def next_job(self) -> JobRecord | None:
-        with self._lock:
-            return self._jobs[self._pending.popleft()] if self._pending else None
-
-    def pending(self) -> int:
-        return len(self._pending)
-
-
-class RedisJobStore:
-    PENDING = "ragline:jobs:pending"
-
-    def __init__(self, url: str) -> None:
-        import redis
-
-        self._errors = (redis.RedisError, OSError)
-        self.client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1.0)
-
-    @staticmethod
-    def _key(job_id: str) -> str:
-        return f"ragline:job:{job_id}"
-
-    def _call(self, action: Callable[[], Any]) -> Any:
-        try:
-            return action()
-        except self._errors as exc:
-            raise JobQueueUnavailable(f"job queue unavailable (Redis: {exc})") from exc
-
-    def submit(self, job: JobRecord) -> None:
-        def push() -> None:
-            pipe = self.client.pipeline()
-            pipe.hset(self._key(job.id), mapping=_encode(job))
-            pipe.expire(self._key(job.id), JOB_TTL_S)
-            pipe.rpush(self.PENDING, job.id)
-            pipe.execute()
-
-        self._call(push)
-
-    def get(self, job_id: str) -> JobRecord | None:
-        raw = self._call(lambda: self.client.hgetall(self._key(job_id)))
-        return _decode(raw) if raw else None
-
-    def save(self, job: JobRecord) -> None:
-        self._call(lambda: self.client.hset(self._key(job.id), mapping=_encode(job)))
-
-    def next_job(self) -> JobRecord | None:
-        job_id = self._call(lambda: self.client.lpop(self.PENDING))
-        if job_id is None:
-            return None
-        return self.get(job_id.decode() if isinstance(job_id, bytes) else str(job_id))
-
-    def pending(self) -> int:
-        try:
-            return int(self.client.llen(self.PENDING))
-        except self._errors:
-            return 0
-
-
-def _encode(job: JobRecord) -> dict[FieldT, EncodableT]:
-    return {key: json.dumps(value) for key, value in asdict(job).items()}
-
-
-def _decode(raw: dict[bytes, bytes]) -> JobRecord:
-    return JobRecord(**{k.decode(): json.loads(v) for k, v in raw.items()})
-
-
-def make_job_store(settings: Settings) -> JobStore:
-    url = settings.cache.redis_url
-    return RedisJobStore(url) if url else MemoryJobStore()
+def make_store(settings: Settings) -> JobStore:
+    return make_job_store(settings.cache.redis_url, settings.storage.data_dir)
 
 
 class JobProgress:
@@ -183,20 +67,36 @@ class JobProgress:
         self.job = job
         self.store = store
         self.metrics = metrics
+        self._lock = threading.Lock()  # the heartbeat writes from another thread
 
     def save(self) -> None:
         try:
-            self.store.save(self.job)
+            with self._lock:
+                self.store.save(self.job)
         except JobQueueUnavailable as exc:  # progress is best effort; the final save retries
             log.warning("job %s progress not saved: %s", self.job.id, exc)
 
+    def heartbeat(self) -> None:
+        self.job.heartbeat_at = time.time()
+        try:
+            with self._lock:
+                self.store.heartbeat(self.job)
+        except JobQueueUnavailable as exc:
+            log.warning("job %s heartbeat not saved: %s", self.job.id, exc)
+
+    def finish(self) -> None:
+        """The final record (JobQueueUnavailable when it cannot be written)."""
+        with self._lock:
+            self.store.finish(self.job)
+
     def start(self, total_files: int) -> None:
-        self.job.files_total = total_files
+        self.job.files_total = len(self.job.done) + total_files  # resumed: some were done
         self.save()
 
     def file_done(self, outcome: FileOutcome) -> None:
         job = self.job
-        job.files_done += 1
+        job.done.append(outcome.source)
+        job.files_done = len(job.done)
         job.outcomes[outcome.status.value] = job.outcomes.get(outcome.status.value, 0) + 1
         if outcome.status == Status.FAILED:
             job.errors.append({"file": Path(outcome.source).name, "error": outcome.detail})
@@ -215,6 +115,7 @@ class JobRunner:
         self.store = store
         self.collections = collections
         self.metrics = metrics
+        self.owner = runner_id()
         self.current: JobRecord | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -237,9 +138,14 @@ class JobRunner:
         return (job.files_done, job.files_total) if job else (0, 0)
 
     async def _run_forever(self) -> None:
+        recover_at = 0.0
         while True:
+            if time.monotonic() >= recover_at:
+                with contextlib.suppress(JobQueueUnavailable):
+                    await asyncio.to_thread(self.recover)
+                recover_at = time.monotonic() + RECOVER_S
             try:
-                job = await asyncio.to_thread(self.store.next_job)
+                job = await asyncio.to_thread(self.store.claim, self.owner)
             except JobQueueUnavailable:
                 job = None
             if job is None:
@@ -249,16 +155,60 @@ class JobRunner:
                 continue
             self.current = job
             try:
-                await asyncio.to_thread(self._execute, job)
+                await self._run(job)
             finally:
                 self.current = None
 
-    def _execute(self, job: JobRecord) -> None:
-        job.status, job.started_at = "running", time.time()
+    async def _run(self, job: JobRecord) -> None:
+        """Run the job in a thread, beating its heart meanwhile."""
         progress = JobProgress(job, self.store, self.metrics)
+        work = asyncio.ensure_future(asyncio.to_thread(self._execute, job, progress))
+        while not work.done():
+            await asyncio.wait({work}, timeout=HEARTBEAT_S)
+            if not work.done():
+                await asyncio.to_thread(progress.heartbeat)
+        await work
+
+    def recover(self) -> list[JobRecord]:
+        """Take back the running jobs whose runner is gone: queued again, or failed once
+        they were interrupted MAX_ATTEMPTS times. Returns those this replica took."""
+        taken = []
+        now = time.time()
+        for job in self.store.running():
+            if job.owner == self.owner or not runner_gone(job.owner, job.heartbeat_at, now):
+                continue
+            previous, job.owner = job.owner, None
+            job.attempts += 1
+            if job.attempts >= MAX_ATTEMPTS:
+                job.status, job.finished_at = "failed", now
+                job.message = (
+                    f"interrupted {job.attempts} times: the server stopped while it ran "
+                    "(a file may crash or exhaust it)"
+                )
+            else:
+                job.status = "queued"
+                job.message = f"resumed after {job.attempts} interruption(s)"
+            if self.store.release(job, previous):
+                log.warning("job %s of a stopped runner: %s", job.id, job.message)
+                taken.append(job)
+                if job.status == "failed":
+                    _remove_uploads(job)
+                else:
+                    self._wake.set()
+        return taken
+
+    def _execute(self, job: JobRecord, progress: JobProgress) -> None:
+        job.started_at = job.started_at or time.time()
         progress.save()
         try:
-            self.collections.ingest(job.collection, job.paths, force=job.force, progress=progress)
+            self.collections.ingest(
+                job.collection,
+                job.remaining(),
+                force=job.force,
+                progress=progress,
+                roots=job.roots,
+                sources=job.sources,
+            )
             job.status = "succeeded"
         except Exception as exc:  # a job failure is reported in the job, never crashes the app
             log.exception("ingestion job %s failed", job.id)
@@ -266,8 +216,18 @@ class JobRunner:
         job.finished_at = time.time()
         for attempt in range(5):
             try:
-                self.store.save(job)
-                return
+                progress.finish()
+                break
             except JobQueueUnavailable:
                 time.sleep(0.5 * (attempt + 1))
-        log.error("job %s finished (%s) but its record could not be saved", job.id, job.status)
+        else:
+            # Still "running" under this runner: once it is gone, the job is taken back and
+            # found done (every file unchanged); its uploads are needed until then.
+            log.error("job %s finished (%s) but its record could not be saved", job.id, job.status)
+            return
+        _remove_uploads(job)
+
+
+def _remove_uploads(job: JobRecord) -> None:
+    if job.staging:
+        shutil.rmtree(Path(job.staging), ignore_errors=True)

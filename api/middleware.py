@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -14,11 +15,16 @@ from ragline.api.metrics import Metrics
 
 class BodyLimit:
     """413 for a request body over its limit: at once when Content-Length says so, or as
-    soon as a streamed body crosses it (nothing larger is ever read)."""
+    soon as a streamed body crosses it (nothing larger is ever read). 408 for a body that
+    stops arriving: no part of it for ``idle_timeout_s`` (a client that promises a body
+    and sends none would otherwise hold its connection and a worker forever)."""
 
-    def __init__(self, app: ASGIApp, limit: Callable[[Scope], int]) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: Callable[[Scope], int], idle_timeout_s: float = 30.0
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.idle_timeout_s = idle_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,12 +37,24 @@ class BodyLimit:
             await _send_error(send, 413, message, "request_too_large")
             return
         received = 0
+        complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            incoming = await receive()
+            nonlocal received, complete
+            if complete:  # only the disconnect is left to wait for: no time limit
+                return await receive()
+            try:
+                incoming = await asyncio.wait_for(receive(), self.idle_timeout_s)
+            except TimeoutError:
+                raise ApiError(
+                    408,
+                    f"the request body stopped arriving (nothing for {self.idle_timeout_s:g} s)",
+                    code="request_timeout",
+                    headers={"Connection": "close"},
+                ) from None
             if incoming["type"] == "http.request":
                 received += len(incoming.get("body", b""))
+                complete = not incoming.get("more_body", False)
                 if received > limit:
                     raise ApiError(413, message, code="request_too_large")
             return incoming

@@ -8,13 +8,46 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ragline.retrieve.types import Mode
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # vLLM's seed range (msgpack and torch take no more)
+MAX_STOPS = 16
+MAX_STOP_CHARS = 1024
+
+
+def lone_surrogate(value: Any, where: str = "") -> str | None:
+    """Where in a decoded JSON value a string holds a lone surrogate (``"\\ud800"`` is valid
+    JSON but no text: tokenizers, SQLite and UTF-8 encoders all fail on it), else None."""
+    if isinstance(value, str):
+        return where if any("\ud800" <= c <= "\udfff" for c in value) else None
+    if isinstance(value, dict):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next(
+        (found for path, v in items if (found := lone_surrogate(v, path)) is not None), None
+    )
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = lone_surrogate(data)
+        if where is not None:
+            raise PydanticCustomError(
+                "invalid_unicode",
+                "{where} holds a lone surrogate (\\ud800-\\udfff): send valid Unicode text",
+                {"where": where or "the request"},
+            )
+        return data
 
 
 # -- chat and completions ---------------------------------------------------------------
@@ -50,12 +83,26 @@ class SamplingFields(_Request):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: str | list[str] | None = Field(
+        default=None, description=f"up to {MAX_STOPS} non-empty strings"
+    )
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     n: int = Field(default=1, ge=1, le=1, description="only one choice is generated")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > MAX_STOPS:
+            raise PydanticCustomError("too_many_stops", f"at most {MAX_STOPS} stop strings")
+        if not all(0 < len(s) <= MAX_STOP_CHARS for s in stops):
+            raise PydanticCustomError(
+                "invalid_stop", f"stop strings must hold 1 to {MAX_STOP_CHARS} characters"
+            )
+        return stop
 
     @property
     def stop_list(self) -> list[str]:
@@ -189,7 +236,9 @@ class EmbeddingList(BaseModel):
 
 
 class Filters(_Request):
-    sources: list[str] = Field(default_factory=list, description="file names or globs")
+    sources: list[str] = Field(
+        default_factory=list, description="file names or their glob patterns (no '/')"
+    )
     categories: list[str] = Field(default_factory=list)
     file_types: list[str] = Field(default_factory=list)
     ingested_after: float | None = None
@@ -270,9 +319,23 @@ class DocumentList(BaseModel):
     data: list[DocumentOut]
 
 
+PATH_MAX = 4096  # Linux: bytes in a path, the final NUL included
+
+
 class IngestPaths(_Request):
     paths: list[str] = Field(min_length=1, max_length=1000)
     force: bool = False
+
+    @field_validator("paths")
+    @classmethod
+    def _plain_paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path or "\x00" in path or len(path.encode("utf-8", "surrogatepass")) >= PATH_MAX:
+                raise PydanticCustomError(
+                    "invalid_path",
+                    f"each path must be 1 to {PATH_MAX - 1} bytes without NUL characters",
+                )
+        return paths
 
 
 class FileError(BaseModel):
@@ -306,6 +369,8 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     engine: dict[str, Any]
     redis: Literal["ok", "down", "unused"]
-    collections: int
+    collections: int | None = Field(
+        description="collections the key may use; null without a key when keys are set"
+    )
     generation: dict[str, int]
     ingest_queue: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+from ragline.api.services import EngineFactory, start_engine
 from ragline.settings import Settings
 
 
@@ -18,10 +19,21 @@ def page_url(host: str, port: int) -> str:
     return f"http://{host}:{port}/"
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    engine_factory: EngineFactory = start_engine,
+) -> None:
+    """``engine_factory``: the generation engine (tests pass a stand-in)."""
     import uvicorn
 
     from ragline.api.app import create_app
+    from ragline.api.watchdog import start_watchdog
+
+    # Before the engine starts: its processes must not outlive this one, nor a dead
+    # server's linger beside them.
+    start_watchdog(settings.storage.data_dir)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -30,7 +42,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
                 print(f"chat page: {page_url(config.host, config.port)}", flush=True)
 
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, engine_factory),
         host=host or settings.api.host,
         port=port if port is not None else settings.api.port,
         log_level="info",

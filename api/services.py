@@ -10,7 +10,7 @@ from typing import Literal
 from ragline.api.admission import Admission, Lease, Overloaded
 from ragline.api.auth import KeyRing, Principal
 from ragline.api.errors import ApiError, not_found
-from ragline.api.jobs import JobRunner, make_job_store
+from ragline.api.jobs import JobRunner, make_store
 from ragline.api.metrics import LiveState, Metrics
 from ragline.generate.engine import GenerationEngine
 from ragline.generate.rag import RagGenerator
@@ -112,7 +112,7 @@ async def build_services(
     cache = make_cache(settings.cache)
     engine = engine_factory(components)
     collections = CollectionService(components, cache)
-    jobs = JobRunner(make_job_store(settings), collections, metrics)
+    jobs = JobRunner(make_store(settings), collections, metrics)
     api = settings.api
     services = Services(
         settings=settings,

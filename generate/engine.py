@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 GIB = 1 << 30
 
 
+class InvalidSamplingOptions(ValueError):
+    """vLLM refuses these sampling options (a client error: the request should be a 400)."""
+
+
 def cpu_bind(threads: str) -> str:
     """``auto`` binds vLLM's OpenMP threads to every core this process may use (vLLM's own
     ``auto`` leaves one idle, a third of the speed on a 2-core machine)."""
@@ -106,6 +110,16 @@ class GenerationEngine:
 
     async def check_health(self) -> None:
         await self.llm.check_health()
+
+    def check_options(self, options: SamplingOptions) -> None:
+        """Raise InvalidSamplingOptions for options vLLM would refuse, before a request
+        is admitted: inside ``stream`` the refusal would come after a 200 was sent."""
+        from vllm.exceptions import VLLMClientError
+
+        try:
+            self._sampling_params(options)
+        except (ValueError, VLLMClientError) as exc:
+            raise InvalidSamplingOptions(str(exc)) from None
 
     def _sampling_params(self, options: SamplingOptions) -> Any:
         from vllm import SamplingParams

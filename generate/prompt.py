@@ -153,9 +153,28 @@ class PromptBuilder:
 
 
 class PromptTooLongError(ValueError):
-    def __init__(self, tokens: int, limit: int) -> None:
-        super().__init__(
-            f"the conversation alone is {tokens} tokens, over the model's limit of {limit}"
-        )
+    """The prompt without any source is over ``limit`` tokens; ``answer_tokens`` (when
+    known) is the room kept for the answer out of a ``context_tokens`` window."""
+
+    def __init__(
+        self, tokens: int, limit: int, answer_tokens: int | None = None, context_tokens: int = 0
+    ) -> None:
+        if answer_tokens is None:
+            message = f"the conversation alone is {tokens} tokens, over the limit of {limit}"
+        else:
+            message = (
+                f"the conversation alone is {tokens} tokens; the model's context is "
+                f"{context_tokens} tokens and max_tokens={answer_tokens} keeps {answer_tokens} "
+                f"of them for the answer, leaving {max(limit, 0)}: lower max_tokens or "
+                "shorten the conversation"
+            )
+        super().__init__(message)
         self.tokens = tokens
         self.limit = limit
+        self.answer_tokens = answer_tokens
+        self.context_tokens = context_tokens
+
+    @property
+    def answer_too_long(self) -> bool:
+        """The conversation would fit with a shorter answer: max_tokens is to blame."""
+        return self.answer_tokens is not None and self.tokens < self.context_tokens

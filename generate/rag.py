@@ -10,7 +10,13 @@ import numpy as np
 
 from ragline.generate.citations import attribute, cited_numbers
 from ragline.generate.engine import GenerationEngine
-from ragline.generate.prompt import Ordering, PromptBuilder, RagPrompt, Source
+from ragline.generate.prompt import (
+    Ordering,
+    PromptBuilder,
+    PromptTooLongError,
+    RagPrompt,
+    Source,
+)
 from ragline.generate.types import ChatTurn, GenerationStats, SamplingOptions
 from ragline.retrieve.types import RetrievalResult
 from ragline.settings import GenerationSettings
@@ -60,13 +66,17 @@ class RagGenerator:
             context = retrieval.context
             snippets = dict(zip(context.passages, context.snippets, strict=True))
         answer_room = max_tokens if max_tokens is not None else self.settings.max_tokens
-        return self.builder.build(
-            question,
-            retrieval.passages,
-            history,
-            snippets=snippets,
-            max_prompt_tokens=self.engine.max_model_len - answer_room,
-        )
+        window = self.engine.max_model_len
+        try:
+            return self.builder.build(
+                question,
+                retrieval.passages,
+                history,
+                snippets=snippets,
+                max_prompt_tokens=window - answer_room,
+            )
+        except PromptTooLongError as exc:  # say what the limit is made of
+            raise PromptTooLongError(exc.tokens, exc.limit, answer_room, window) from None
 
     async def attribute(self, answer: str, sources: Sequence[Source]) -> list[Source]:
         threshold = self.settings.attribution_threshold

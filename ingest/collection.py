@@ -29,7 +29,7 @@ from ragline.ingest.index import FLAT, VectorIndex
 from ragline.ingest.lexical import LexicalIndex
 from ragline.settings import IndexSettings
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class CollectionError(Exception):
@@ -41,7 +41,8 @@ class CollectionNotFound(CollectionError):
 
 
 def validate_name(name: str) -> str:
-    if not _NAME.match(name) or ".." in name:
+    # fullmatch: with match, "$" also matched before a final newline ("docs\n").
+    if not _NAME.fullmatch(name) or ".." in name:
         raise CollectionError(
             f"invalid collection name {name!r}: use letters, digits, '.', '_' or '-' (max 64)"
         )
@@ -141,6 +142,12 @@ class Collection:
     @property
     def generation(self) -> int:
         return self.docstore.generation
+
+    @property
+    def collection_id(self) -> str:
+        """Random, made when the collection was created: a collection dropped and created
+        again under the same name has another id (its generations start again)."""
+        return self.docstore.collection_id
 
     # -- dense index ----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,7 @@ class DocStore:
                 if self.get_meta("changes_from") is None:
                     # A docstore made before the change log existed has no history to replay.
                     self.set_meta("changes_from", self.generation)
+        self.collection_id = self._ensure_collection_id()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -148,6 +150,7 @@ class DocStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.create_function("file_name", 1, _file_name, deterministic=True)
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
@@ -172,6 +175,18 @@ class DocStore:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
         )
+
+    def _ensure_collection_id(self) -> str:
+        """The random id made when the docstore was created. Generations start again at 1
+        in a re-created collection; this id never repeats, so caches key on both."""
+        value = self.get_meta("collection_id")
+        if value is None:  # a new docstore (or one from before ids): make it, once
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('collection_id', ?)",
+                (json.dumps(uuid.uuid4().hex),),
+            )
+            value = self.get_meta("collection_id")
+        return str(value)
 
     @property
     def generation(self) -> int:
@@ -365,13 +380,18 @@ class DocStore:
         file_types: Sequence[str] = (),
         ingested_after: float | None = None,
         ingested_before: float | None = None,
+        names: Sequence[str] = (),
     ) -> set[int]:
-        """Chunk ids passing a metadata filter; ``sources`` may hold glob patterns."""
+        """Chunk ids passing a metadata filter; ``sources`` may hold glob patterns of
+        whole sources, ``names`` of their last part only (the file name)."""
         clauses: list[str] = []
         params: list[object] = []
         if sources:
             clauses.append("(" + " OR ".join("source GLOB ?" for _ in sources) + ")")
             params.extend(sources)
+        if names:
+            clauses.append("(" + " OR ".join("file_name(source) GLOB ?" for _ in names) + ")")
+            params.extend(names)
         if categories:
             clauses.append(f"category IN ({','.join('?' * len(categories))})")
             params.extend(categories)
@@ -413,6 +433,10 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _file_name(source: str) -> str:
+    return source.rsplit("/", 1)[-1]
 
 
 def _stored_chunk(row: tuple[Any, ...]) -> StoredChunk:

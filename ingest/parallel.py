@@ -26,8 +26,11 @@ def _init_worker() -> None:
     use_packaged_spacy_model()
 
 
-def parse_files(paths: Sequence[Path], settings: ParsingSettings) -> Iterator[ParsedDocument]:
-    """Yield parsed documents as they finish (not in input order)."""
+def parse_files(
+    paths: Sequence[Path], settings: ParsingSettings, roots: Sequence[str] | None = None
+) -> Iterator[ParsedDocument]:
+    """Yield parsed documents as they finish (not in input order); with ``roots``, a file
+    is read only if it lies under one of them when the worker opens it."""
     if not paths:
         return
     workers = min(settings.workers, len(paths))
@@ -40,18 +43,20 @@ def parse_files(paths: Sequence[Path], settings: ParsingSettings) -> Iterator[Pa
         context=context,
     ) as pool:
         pending: dict[Future[ParsedDocument], Path] = {
-            pool.schedule(parse_file, args=(path, settings), timeout=settings.file_timeout_s): path
+            pool.schedule(
+                parse_file, args=(path, settings, roots), timeout=settings.file_timeout_s
+            ): path
             for path in paths
         }
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 path = pending.pop(future)
-                yield _result(future, path, settings)
+                yield _result(future, path, settings, confined=roots is not None)
 
 
 def _result(
-    future: Future[ParsedDocument], path: Path, settings: ParsingSettings
+    future: Future[ParsedDocument], path: Path, settings: ParsingSettings, confined: bool
 ) -> ParsedDocument:
     try:
         return future.result()
@@ -61,10 +66,14 @@ def _result(
         error = f"parser process died (exit code {exc.exitcode})"
     except Exception as exc:  # a pool-level failure for this file only
         error = f"{type(exc).__name__}: {exc}"
-    return _failed(path, error)
+    return _failed(path, error, confined)
 
 
-def _failed(path: Path, error: str) -> ParsedDocument:
+def _failed(path: Path, error: str, confined: bool) -> ParsedDocument:
+    if confined:  # only the worker's confined open may read it
+        return ParsedDocument(
+            source=str(path), content_hash="", size_bytes=0, file_type="", error=error
+        )
     resolved = path.resolve()
     try:
         size, digest = resolved.stat().st_size, file_sha256(resolved)

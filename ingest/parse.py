@@ -8,11 +8,13 @@ with a reason a person can act on; nothing here raises for a bad file.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ragline.ingest.confine import open_file
 from ragline.ingest.offline_nlp import use_packaged_spacy_model
 from ragline.ingest.types import Element, ParsedDocument
 from ragline.settings import ParsingSettings
@@ -38,11 +40,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def detect_file_type(path: Path) -> str:
+def detect_file_type(path: Path, confined: bool = False) -> str:
+    """The unstructured FileType name; ``confined``: read through the open file only (by
+    path, unstructured would resolve a symlink's path again and could sniff another file)."""
     from unstructured.file_utils.filetype import detect_filetype
     from unstructured.file_utils.model import FileType
 
-    file_type = detect_filetype(file_path=str(path))
+    if confined:
+        with path.open("rb") as handle:
+            file_type = detect_filetype(file=handle, metadata_file_path=path.name)
+    else:
+        file_type = detect_filetype(file_path=str(path))
     if file_type in (FileType.UNK, FileType.EMPTY, FileType.ZIP, FileType.WAV):
         raise UnsupportedFileError(f"unsupported file type ({file_type.name.lower()})")
     if not file_type.is_partitionable:
@@ -50,17 +58,24 @@ def detect_file_type(path: Path) -> str:
     return str(file_type.name)
 
 
-def parse_file(path: str | Path, settings: ParsingSettings) -> ParsedDocument:
-    """Parse ``path``; errors are returned in the document, never raised."""
+def parse_file(
+    path: str | Path, settings: ParsingSettings, roots: Sequence[str] | None = None
+) -> ParsedDocument:
+    """Parse ``path``; errors are returned in the document, never raised. With ``roots``,
+    only a file that lies under one of them when it is opened is read."""
     started = time.perf_counter()
-    file_path = Path(path).resolve()
+    # Confined, the path is taken as named: resolving it now would follow a swapped link.
+    file_path = Path(os.path.abspath(path)) if roots is not None else Path(path).resolve()
     document = ParsedDocument(source=str(file_path), content_hash="", size_bytes=0, file_type="")
     try:
-        document.size_bytes = file_path.stat().st_size
-        document.content_hash = file_sha256(file_path)
-        _check_size(document.size_bytes, settings)
-        document.file_type = detect_file_type(file_path)
-        document.elements = _partition(file_path, document.file_type, settings)
+        with open_file(file_path, roots) as opened:
+            document.size_bytes = opened.size
+            document.content_hash = opened.sha256()  # identifies even a refused file
+            _check_size(document.size_bytes, settings)
+            document.file_type = detect_file_type(opened.path, opened.confined)
+            document.elements = _partition(
+                opened.path, document.file_type, settings, opened.confined
+            )
         if not any(element.text.strip() for element in document.elements):
             raise ValueError("no text extracted (blank, image-only without OCR text, or empty)")
     except Exception as exc:  # per-file isolation: a bad file must never stop the batch
@@ -90,12 +105,17 @@ def _check_size(size_bytes: int, settings: ParsingSettings) -> None:
         )
 
 
-def _partition(path: Path, file_type: str, settings: ParsingSettings) -> list[Element]:
+def _partition(
+    path: Path, file_type: str, settings: ParsingSettings, confined: bool = False
+) -> list[Element]:
     use_packaged_spacy_model()
+    from unstructured.file_utils.model import FileType
     from unstructured.partition.auto import partition
 
     languages = [settings.ocr_languages]
     kwargs: dict[str, Any] = {"languages": languages}
+    if confined:  # the type is known: partition() must not detect it by path again
+        kwargs["content_type"] = FileType[file_type].mime_type
     if file_type == "PDF":
         kwargs["strategy"] = settings.pdf_strategy
     elif file_type in _OCR_TYPES:
@@ -126,7 +146,12 @@ def _partition(path: Path, file_type: str, settings: ParsingSettings) -> list[El
         and settings.pdf_strategy != "ocr_only"
     ):
         # A scanned PDF has no text layer: OCR it with tesseract.
-        raw = partition(filename=str(path), strategy="ocr_only", languages=languages)
+        raw = partition(
+            filename=str(path),
+            strategy="ocr_only",
+            languages=languages,
+            content_type=kwargs.get("content_type"),
+        )
         elements = list(convert_elements(raw))
     return elements
 

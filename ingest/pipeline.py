@@ -9,7 +9,7 @@ documents into embedding batches and commits each group in one transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -17,10 +17,10 @@ from typing import Protocol
 
 from ragline.ingest.chunk import Chunker
 from ragline.ingest.collection import Collection
+from ragline.ingest.confine import OutsideRootsError, open_file, under
 from ragline.ingest.docstore import DocumentWrite
 from ragline.ingest.embed import Embedder
 from ragline.ingest.parallel import parse_files
-from ragline.ingest.parse import file_sha256
 from ragline.ingest.tokens import HFTokenCounter
 from ragline.ingest.types import Chunk, ParsedDocument
 from ragline.settings import Settings
@@ -96,6 +96,15 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
+_OUTSIDE = "leads outside the allowed ingest roots"
+
+
+def _outside(paths: Sequence[Path], roots: Sequence[str]) -> list[Path]:
+    """Named paths that no longer resolve under a root (checked before any folder walk)."""
+    resolved_roots = [Path(root).resolve() for root in roots]
+    return [path for path in paths if not under(path.resolve(), resolved_roots)]
+
+
 def collection_config(settings: Settings, embedder: Embedder) -> dict[str, object]:
     return {
         "embedding_model": settings.embedding.model,
@@ -118,19 +127,43 @@ class IngestPipeline:
         self.embedder = embedder or Embedder(settings.embedding)
         self.chunker = Chunker(settings.chunking, HFTokenCounter(self.embedder.model_path))
         self.progress = progress or NullProgress()
+        self._sources: dict[str, str] = {}  # file path -> the source it is stored as
 
-    def run(self, paths: Sequence[str | Path], force: bool = False) -> IngestReport:
-        """Ingest files and folders: unchanged files are skipped, the rest parsed in workers."""
+    def run(
+        self,
+        paths: Sequence[str | Path],
+        force: bool = False,
+        roots: Sequence[str] | None = None,
+        sources: Mapping[str, str] | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders: unchanged files are skipped, the rest parsed in workers.
+        With ``roots`` (server paths a client named), a file is read only if it lies under
+        one of them when opened: any of them may have become a symlink since it was named.
+        ``sources`` maps a file's absolute path to the source to store it as."""
         started = time.perf_counter()
         report = IngestReport(collection=self.collection.name)
-        files = discover(paths)
-        self.progress.start(len(files))
+        self._sources = dict(sources or {})
+        named = [Path(p) for p in paths]
+        outside = [] if roots is None else _outside(named, roots)
+        files = discover([p for p in named if p not in outside])
+        self.progress.start(len(files) + len(outside))
         with self.collection.writer_lock():
             self.collection.ensure_config(collection_config(self.settings, self.embedder))
-            to_parse = self._skip_known(files, report, force)
-            self._chunk_embed_write(parse_files(to_parse, self.settings.parsing), report)
+            for path in outside:
+                outcome = FileOutcome(self._source(path), Status.FAILED, detail=_OUTSIDE)
+                self._record(report, outcome)
+            to_parse = self._skip_known(files, report, force, roots)
+            parsed = parse_files(to_parse, self.settings.parsing, roots)
+            self._chunk_embed_write((self._as_source(d) for d in parsed), report)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _source(self, path: str | Path) -> str:
+        return self._sources.get(str(path), str(path))
+
+    def _as_source(self, document: ParsedDocument) -> ParsedDocument:
+        document.source = self._source(document.source)
+        return document
 
     def ingest_documents(self, documents: Sequence[ParsedDocument]) -> IngestReport:
         """Ingest already-parsed records (datasets, other loaders); same-hash records at
@@ -177,19 +210,21 @@ class IngestPipeline:
         self._embed_and_write(pending, report)
         self.collection.flush()
 
-    def _skip_known(self, files: list[Path], report: IngestReport, force: bool) -> list[Path]:
+    def _skip_known(
+        self, files: list[Path], report: IngestReport, force: bool, roots: Sequence[str] | None
+    ) -> list[Path]:
         """Unchanged files (same content hash at the same source) are not parsed again;
         a file identical to another stored document is reported as its duplicate."""
         to_parse: list[Path] = []
         claimed: dict[str, str] = {}  # content hash -> first source in this batch
         for path in files:
-            source = str(path)
+            source = self._source(path)
             try:
-                digest = file_sha256(path)
-            except OSError as exc:
-                self._record(
-                    report, FileOutcome(source, Status.FAILED, detail=f"unreadable: {exc}")
-                )
+                with open_file(path, roots) as opened:
+                    digest = opened.sha256()
+            except (OSError, ValueError) as exc:
+                detail = str(exc) if isinstance(exc, OutsideRootsError) else f"unreadable: {exc}"
+                self._record(report, FileOutcome(source, Status.FAILED, detail=detail))
                 continue
             record = self.collection.docstore.document(source)
             if record is not None and record.content_hash == digest and not force:

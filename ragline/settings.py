@@ -239,7 +239,12 @@ class ApiSettings(BaseModel):
     queue_timeout_s: float = _field(30.0, "a waiting request gives up with 429 after this", gt=0)
     retry_after_s: int = _field(2, "the Retry-After a 429 carries", ge=1)
     max_body_mb: float = _field(4.0, "any request body but an upload", gt=0)
-    max_upload_mb: float = _field(100.0, "one upload request, all files together", gt=0)
+    max_upload_mb: float = _field(
+        100.0, "one upload request, all files together (multipart framing not counted)", gt=0
+    )
+    body_idle_timeout_s: float = _field(
+        30.0, "a request body that sends nothing for this long is answered 408", gt=0
+    )
     upload_extensions: list[str] = _field(
         lambda: list(UPLOAD_EXTENSIONS), "file types an upload may have"
     )

@@ -1,9 +1,9 @@
 """Result cache: Redis when configured, in-process LRU otherwise.
 
-Keys embed the collection's generation, so any change to the collection (ingest,
-re-ingest, delete) makes every older entry unreachable; ``invalidate`` also drops
-them eagerly. A Redis outage never fails a request: the cache is bypassed, counted,
-and retried after a short cool-down.
+Keys embed the collection's id (random, made when it was created) and its generation,
+so any change to the collection (ingest, re-ingest, delete, drop and re-create) makes
+every older entry unreachable; ``invalidate`` also drops them eagerly. A Redis outage
+never fails a request: the cache is bypassed, counted, and retried after a short cool-down.
 """
 
 from __future__ import annotations
@@ -26,10 +26,19 @@ def normalise_query(query: str) -> str:
     return " ".join(query.lower().split())
 
 
-def cache_key(collection: str, generation: int, query: str, params: dict[str, Any]) -> str:
+def cache_key(
+    collection: str, collection_id: str, generation: int, query: str, params: dict[str, Any]
+) -> str:
+    """The entry for a query against one state of one collection: a re-created collection
+    of the same name has another id, so its generation 1 never meets the old one's."""
     payload = json.dumps([normalise_query(query), params], sort_keys=True, default=str)
     digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
-    return f"ragline:result:{collection}:{generation}:{digest}"
+    return f"{_prefix(collection, collection_id)}{generation}:{digest}"
+
+
+def _prefix(collection: str, collection_id: str | None = None) -> str:
+    """Every entry of the collection's name, or of one collection by that name."""
+    return f"ragline:result:{collection}:" + (f"{collection_id}:" if collection_id else "")
 
 
 @dataclass(slots=True)
@@ -48,7 +57,8 @@ class ResultCache(Protocol):
 
     def set(self, key: str, value: dict[str, Any]) -> None: ...
 
-    def invalidate(self, collection: str) -> None: ...
+    def invalidate(self, collection: str, collection_id: str | None = None) -> None:
+        """Drop the entries of every collection of this name, or of the one with this id."""
 
     @property
     def healthy(self) -> bool: ...
@@ -83,8 +93,8 @@ class InProcessCache:
             while len(self._entries) > self.settings.max_entries:
                 self._entries.popitem(last=False)
 
-    def invalidate(self, collection: str) -> None:
-        prefix = f"ragline:result:{collection}:"
+    def invalidate(self, collection: str, collection_id: str | None = None) -> None:
+        prefix = _prefix(collection, collection_id)
         with self._lock:
             for key in [k for k in self._entries if k.startswith(prefix)]:
                 del self._entries[key]
@@ -146,9 +156,10 @@ class RedisCache:
         except self._errors as exc:
             self._failed(exc)
 
-    def invalidate(self, collection: str) -> None:
+    def invalidate(self, collection: str, collection_id: str | None = None) -> None:
+        pattern = _glob_escape(_prefix(collection, collection_id)) + "*"
         try:
-            keys = list(self.client.scan_iter(match=f"ragline:result:{collection}:*", count=500))
+            keys = list(self.client.scan_iter(match=pattern, count=500))
             if keys:
                 self.client.delete(*keys)
         except self._errors as exc:
@@ -163,6 +174,12 @@ class RedisCache:
         except self._errors as exc:
             self._failed(exc)
             return False
+
+
+def _glob_escape(text: str) -> str:
+    """A literal for Redis' MATCH (collection names may hold none of these, but ids and
+    future names should not turn into patterns)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def make_cache(settings: CacheSettings) -> ResultCache:

@@ -160,7 +160,11 @@ class Prefetcher:
     def _key(self, request: RetrievalRequest) -> str:
         collection = self.retriever.collection
         return cache_key(
-            collection.name, collection.generation, request.query, request.cache_params()
+            collection.name,
+            collection.collection_id,
+            collection.generation,
+            request.query,
+            request.cache_params(),
         )
 
     def prefetch(

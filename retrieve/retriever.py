@@ -62,7 +62,13 @@ class Retriever:
         generation = self.collection.generation
         if not request.use_cache:
             return self._retrieve(request, timings, generation)
-        key = cache_key(self.collection.name, generation, request.query, request.cache_params())
+        key = cache_key(
+            self.collection.name,
+            self.collection.collection_id,
+            generation,
+            request.query,
+            request.cache_params(),
+        )
         with timings.measure("cache"):
             cached = self.cache.get(key)
         if cached is not None:
@@ -166,6 +172,7 @@ class Retriever:
             filters.file_types,
             filters.ingested_after,
             filters.ingested_before,
+            names=filters.names,
         )
 
 

@@ -17,6 +17,9 @@ class MetadataFilter:
     """Restricts candidates before the final top-k. Empty fields do not filter."""
 
     sources: list[str] = field(default_factory=list)  # exact sources or fnmatch patterns
+    # File names or their patterns, matched against the last part of a source only:
+    # what a client who sees file names (never server paths) may filter by.
+    names: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)  # "text", "table"
     file_types: list[str] = field(default_factory=list)  # "PDF", "DOCX", ...
     ingested_after: float | None = None  # unix seconds
@@ -25,6 +28,7 @@ class MetadataFilter:
     def is_empty(self) -> bool:
         return not (
             self.sources
+            or self.names
             or self.categories
             or self.file_types
             or self.ingested_after is not None

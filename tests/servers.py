@@ -96,6 +96,9 @@ class ServeProcess:
         full_env = {**os.environ, "PYTHONPATH": pythonpath, **env}
         if "REDIS_URL" not in env:
             full_env.pop("REDIS_URL", None)  # only the test's own Redis, if any
+        # This checkout's code, whichever checkout the installed entry point points at.
+        paths = [str(REPO), full_env.get("PYTHONPATH", "")]
+        full_env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [*ragline_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],

@@ -59,6 +59,9 @@ class FakeEngine:
     async def check_health(self) -> None:
         return None
 
+    def check_options(self, options: Any) -> None:
+        return None
+
     def shutdown(self) -> None:
         return None
 
@@ -426,7 +429,8 @@ def test_upload_checks(server: Server) -> None:
             assert _error(sneaky, 400)["code"] == "invalid_file_name", name
         big_file = http.post(url, files=[("files", ("big.txt", b"x" * 20_000))])
         assert _error(big_file, 413)["code"] == "file_too_large"  # parsing.max_file_mb
-        huge = http.post(url, files=[("files", ("huge.txt", b"x" * 80_000))])
+        # Over api.max_upload_mb plus the allowance for multipart framing (1 MiB).
+        huge = http.post(url, files=[("files", ("huge.txt", b"x" * 1_200_000))])
         assert _error(huge, 413)["code"] == "request_too_large"  # api.max_upload_mb
         plain = http.post(url, content=b"hello", headers={"content-type": "text/plain"})
         assert _error(plain, 415)["code"] == "unsupported_media_type"

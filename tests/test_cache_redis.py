@@ -37,9 +37,11 @@ def _doc(source: str, text: str) -> ParsedDocument:
 def test_redis_cache_roundtrip_and_invalidate(redis_settings: CacheSettings) -> None:
     cache = RedisCache(redis_settings)
     collection = f"test-{uuid.uuid4().hex[:8]}"
-    key = cache_key(collection, 3, "What is BM25?", {"top_k": 5})
-    assert cache_key(collection, 3, "  what is   bm25? ", {"top_k": 5}) == key
-    assert cache_key(collection, 4, "What is BM25?", {"top_k": 5}) != key
+    key = cache_key(collection, "id1", 3, "What is BM25?", {"top_k": 5})
+    assert cache_key(collection, "id1", 3, "  what is   bm25? ", {"top_k": 5}) == key
+    assert cache_key(collection, "id1", 4, "What is BM25?", {"top_k": 5}) != key
+    # The same name and generation in a re-created collection (another id): another key.
+    assert cache_key(collection, "id2", 3, "What is BM25?", {"top_k": 5}) != key
     assert cache.get(key) is None
     cache.set(key, {"passages": [{"chunk_id": 1}]})
     assert cache.get(key) == {"passages": [{"chunk_id": 1}]}

@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from ragline.api.auth import Principal
 from ragline.api.deps import PrincipalDep, ServicesDep
@@ -26,7 +25,7 @@ from ragline.api.schemas import (
     JobOut,
 )
 from ragline.api.services import Services
-from ragline.api.uploads import allowed_paths, save_uploads, upload_dir
+from ragline.api.uploads import allowed_paths, discard_uploads, upload_dir, upload_job
 from ragline.ingest.collection import CollectionError, CollectionInfo, validate_name
 from ragline.ingest.docstore import DocumentRecord
 from ragline.service.collections import (
@@ -132,36 +131,33 @@ async def add_documents(
     _writable_name(name, principal)
     settings = services.settings
     content_type = request.headers.get("content-type", "").lower()
-    force = False
     if content_type.startswith("multipart/form-data"):
         async with request.form(max_files=1000, max_fields=100) as form:
-            uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-            if not uploads:
-                raise ApiError(400, "no files in the upload (form field 'files')", param="files")
-            files = await save_uploads(
-                uploads,
-                upload_dir(settings.storage.data_dir, name),
-                settings.api.upload_extensions,
-                int(settings.parsing.max_file_mb * 2**20),
-            )
+            job = await upload_job(name, form, settings)
     elif content_type.startswith("application/json"):
         try:
             body = IngestPaths.model_validate_json(await request.body())
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ApiError(400, f"invalid body: {first['msg']}", param="paths") from None
-        files = await asyncio.to_thread(allowed_paths, body.paths, settings.api.ingest_roots)
-        force = body.force
+        roots = settings.api.ingest_roots
+        files = await asyncio.to_thread(allowed_paths, body.paths, roots)
+        job = JobRecord(
+            collection=name,
+            paths=[str(f) for f in files],
+            force=body.force,
+            roots=[str(root.resolve()) for root in roots],  # checked again at each open
+        )
     else:
         raise ApiError(
             415,
             'send files as multipart/form-data, or JSON {"paths": [...]}',
             code="unsupported_media_type",
         )
-    job = JobRecord(collection=name, paths=[str(f) for f in files], force=force)
     try:
         await asyncio.to_thread(services.jobs.submit, job)
     except JobQueueUnavailable as exc:
+        discard_uploads(job)  # nothing will ingest them
         raise ApiError(503, str(exc), code="queue_unavailable") from None
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job.out()

@@ -17,12 +17,6 @@ from ragline.retrieve.types import MetadataFilter, RetrievalRequest
 router = APIRouter(tags=["retrieval"])
 
 
-def _source_pattern(name: str) -> str:
-    """Clients see file names, the docstore keeps full paths: a bare name matches the
-    file of that name in any folder."""
-    return name if "/" in name else f"*/{name}"
-
-
 @router.post("/v1/retrieve", response_model=RetrieveResponse, responses=ERRORS)
 async def retrieve(
     body: RetrieveRequest, services: ServicesDep, principal: PrincipalDep
@@ -31,6 +25,14 @@ async def retrieve(
     if body.rerank and not services.components.reranker_available:
         raise ApiError(400, "reranking is unavailable: no reranker model", param="rerank")
     filters = body.filters
+    if any("/" in name for name in filters.sources):
+        # Clients see file names only; a pattern over the server's paths would let them
+        # probe where files live.
+        raise ApiError(
+            400,
+            "filters.sources holds file names or their patterns, without '/'",
+            param="filters.sources",
+        )
     request = RetrievalRequest(
         body.query,
         top_k=body.top_k,
@@ -38,7 +40,7 @@ async def retrieve(
         mode=body.mode,
         compress=body.compress,
         filters=MetadataFilter(
-            sources=[_source_pattern(s) for s in filters.sources],
+            names=filters.sources,
             categories=filters.categories,
             file_types=[t.upper() for t in filters.file_types],
             ingested_after=filters.ingested_after,

@@ -30,6 +30,7 @@ from ragline.api.disconnect import unless_disconnected
 from ragline.api.errors import ApiError, error_body
 from ragline.api.schemas import PromptTokensDetails, SamplingFields, Usage
 from ragline.api.services import Services
+from ragline.generate.engine import InvalidSamplingOptions
 from ragline.generate.types import GenerationStats, SamplingOptions
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,22 @@ class LeasedEventSource(EventSourceResponse):
             self.lease.release()
 
 
-def sampling_options(body: SamplingFields, default_max_tokens: int) -> SamplingOptions:
-    return SamplingOptions(
+def sampling_options(
+    services: Services, body: SamplingFields, default_max_tokens: int
+) -> SamplingOptions:
+    """The request's sampling options, or 400 where the engine would refuse them."""
+    options = SamplingOptions(
         max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,
         stop=body.stop_list,
     )
+    try:
+        services.engine.check_options(options)
+    except InvalidSamplingOptions as exc:
+        raise ApiError(400, f"invalid sampling options: {exc}", code="invalid_value") from None
+    return options
 
 
 def check_max_tokens(max_tokens: int, max_model_len: int, prompt_tokens: int = 0) -> None:

@@ -137,7 +137,7 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
     async def check(self, body: ChatCompletionRequest, principal: Principal) -> CheckedChat:
         services = self.services
         conversation = parse_conversation(body.messages)
-        options = sampling_options(body, services.settings.generation.max_tokens)
+        options = sampling_options(services, body, services.settings.generation.max_tokens)
         assert options.max_tokens is not None
         check_max_tokens(options.max_tokens, services.engine.max_model_len)
         if body.rerank and not services.components.reranker_available:
@@ -173,9 +173,8 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
                 checked.options.max_tokens,
             )
         except PromptTooLongError as exc:
-            raise ApiError(
-                400, str(exc), param="messages", code="context_length_exceeded"
-            ) from None
+            param = "max_tokens" if exc.answer_too_long else "messages"
+            raise ApiError(400, str(exc), param=param, code="context_length_exceeded") from None
         return PreparedAnswer(
             conversation.question,
             prompt,

@@ -48,7 +48,7 @@ class ServingCompletion(ServingBase[CompletionRequest, PreparedCompletion, Prepa
             raise ApiError(400, "send exactly one non-empty prompt", param="prompt")
         if body.model != services.model_id:  # a collection's name is a model id too
             services.collection(body.model, principal)
-        options = sampling_options(body, DEFAULT_MAX_TOKENS)
+        options = sampling_options(services, body, DEFAULT_MAX_TOKENS)
         assert options.max_tokens is not None
         token_ids: list[int] = await asyncio.to_thread(services.engine.tokenizer.encode, prompts[0])
         check_max_tokens(options.max_tokens, services.engine.max_model_len, len(token_ids))

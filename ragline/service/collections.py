@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
@@ -139,15 +139,21 @@ class CollectionService:
         *,
         force: bool = False,
         progress: ProgressSink | None = None,
+        roots: Sequence[str] | None = None,
+        sources: Mapping[str, str] | None = None,
     ) -> IngestReport:
         """Parse, chunk, embed and write files into the collection (created if needed);
-        waits for any other writer of the same collection."""
+        waits for any other writer of the same collection. ``roots``: read only files that
+        lie under these folders when opened (what a remote client may name). ``sources``:
+        the document source to record for a path (an upload staged in its job's folder is
+        stored as the upload folder's file of that name, so uploading a name again
+        updates the document)."""
         collection = self.open(validate_name(name), create=True)
         try:
             pipeline = IngestPipeline(
                 self.settings, collection, embedder=self.components.embedder, progress=progress
             )
-            return pipeline.run(paths, force=force)
+            return pipeline.run(paths, force=force, roots=roots, sources=sources)
         finally:
             collection.close()
             self._invalidate(name)

@@ -1,7 +1,8 @@
 """Open collections, each with its retriever and prefetcher, shared by all requests.
 
 A collection is opened on first use and kept; dropping it (here or by another process)
-is noticed by the docstore file's identity, so a re-created collection is reopened.
+is noticed by the docstore file's identity, so a re-created collection is reopened and
+what the cache holds for the old one is dropped (cache keys carry the collection's id).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class CollectionRegistry:
             if current is not None:  # dropped (and maybe re-created) behind our back
                 del self._open[name]
                 current.close()
+                # Its entries are unreachable under the new id; free them now.
+                self.cache.invalidate(name, current.collection.collection_id)
             collection = self.collections.open(name)
             collection.repair()  # a crashed writer's lexical index; never a wait
             identity = _identity(docstore)
