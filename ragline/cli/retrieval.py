@@ -140,7 +140,7 @@ def evaluate(
         f"`ragline eval {dataset.name} --split {split}` · {len(data.queries)} queries · "
         f"embedding {settings.embedding.model}"
         + (f" · reranker {settings.rerank.model}" if needs_reranker else ""),
-        "Environment: " + environment(["faiss-cpu", "bm25s", "sentence-transformers", "torch"]),
+        "Environment: " + environment(["faiss-cpu", "tantivy", "sentence-transformers", "torch"]),
         "Latency: whole query path per query (embed, search, fuse, rerank), one at a time.",
     ]
     path = write_results(rows, out, f"Retrieval on {dataset.name} ({split})", notes)
