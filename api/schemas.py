@@ -248,6 +248,12 @@ class CollectionOut(BaseModel):
     index_kind: str
     size_bytes: int
     embedding_model: str | None
+    median_chunk_tokens: float | None = Field(
+        default=None, description="median chunk size in embedding-model tokens"
+    )
+    small_chunk_share: float | None = Field(
+        default=None, description="share of chunks under 32 tokens"
+    )
 
 
 class CollectionList(BaseModel):

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 
 from ragline.ingest.docstore import DocStore, DocumentWrite
 from ragline.ingest.index import FLAT, VectorIndex
+from ragline.ingest.types import ChunkSizeStats
 from ragline.settings import IndexSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -52,6 +53,7 @@ class CollectionInfo:
     embedding_model: str | None
     index_kind: str
     size_bytes: int
+    chunk_sizes: ChunkSizeStats = field(default_factory=lambda: ChunkSizeStats(0, None, None))
 
 
 class Collection:
@@ -254,4 +256,5 @@ class Collection:
             embedding_model=config.get("embedding_model"),
             index_kind=kind,
             size_bytes=size,
+            chunk_sizes=ChunkSizeStats.of(self.docstore.token_counts()),
         )

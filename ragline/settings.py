@@ -60,6 +60,28 @@ class ChunkingSettings(BaseModel):
     size: int = _field(256, "chunk size in embedding-model tokens", ge=16)
     overlap: int = _field(32, "overlap between neighbouring chunks, in tokens", ge=0)
     heading_prefix: bool = _field(True, "carry the section heading path into the chunk text")
+    min_tokens: int = _field(
+        64,
+        "a section (or a run of short title-like lines) under this many tokens is merged "
+        "with its neighbours while the result fits `size` (unstructured's "
+        "combine_text_under_n_chars, counted in tokens; at most size/2); 0: off",
+        ge=0,
+    )
+    boilerplate_min_documents: int = _field(
+        3,
+        "a short element (menu item, footer, link list) found verbatim in at least this many "
+        "documents of the collection is navigation boilerplate and is left out; 0: off",
+        ge=0,
+    )
+    boilerplate_max_chars: int = _field(
+        300, "longer elements are never boilerplate (shared paragraphs stay)", ge=1
+    )
+    boilerplate_window: int = _field(
+        1000,
+        "documents parsed ahead of chunking, so boilerplate repeating inside one ingest "
+        "batch is recognised in its first documents too",
+        ge=1,
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingSettings:
