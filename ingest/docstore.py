@@ -314,6 +314,18 @@ class DocStore:
         ).fetchall()
         return {row[0]: _stored_chunk(row) for row in rows}
 
+    def document_ids(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        """chunk id -> document id, for the chunks that exist."""
+        found: dict[int, int] = {}
+        for start in range(0, len(chunk_ids), _SQL_BATCH):
+            part = [int(i) for i in chunk_ids[start : start + _SQL_BATCH]]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT chunk_id, doc_id FROM chunks WHERE chunk_id IN ({marks})", part
+            ).fetchall()
+            found.update((int(chunk_id), int(doc_id)) for chunk_id, doc_id in rows)
+        return found
+
     def chunk_ids_where(
         self,
         sources: Sequence[str] = (),

@@ -128,6 +128,14 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = _field(1.0, "weight of the dense ranking in fusion", ge=0)
     bm25_weight: float = _field(1.0, "weight of the BM25 ranking in fusion", ge=0)
     query_cache_size: int = _field(4096, "query embeddings kept in memory", ge=0)
+    same_document_penalty: float = _field(
+        0.5,
+        "diversity by document: each passage a document already has in the results scales "
+        "the score of its next one by (1 - penalty), so a second passage comes first only "
+        "when clearly better than other documents' best; 1: distinct documents first; 0: off",
+        ge=0,
+        le=1,
+    )
 
 
 class RerankSettings(BaseModel):

@@ -1,9 +1,10 @@
 """The query path as one component: ``Retriever.run(RetrievalRequest) -> RetrievalResult``.
 
 Stages (each timed): cache lookup → embed query → dense (FAISS) and BM25 candidates,
-restricted by metadata filters → reciprocal rank fusion → dedup of repeated text (the
-same paragraph in two documents of the collection) → cross-encoder rerank of the top
-``rerank_depth`` → top-k → context compression.
+restricted by metadata filters → reciprocal rank fusion → diversity by document
+(``retrieve.diversify``) → dedup of repeated text (the same paragraph in two documents of
+the collection) → cross-encoder rerank of the top ``rerank_depth`` (diversified again) →
+top-k → context compression.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ragline.retrieve.bm25 import BM25Index
 from ragline.retrieve.cache import InProcessCache, ResultCache, cache_key
 from ragline.retrieve.compress import ContextCompressor
 from ragline.retrieve.dense import QueryEncoder, dense_search
+from ragline.retrieve.diversify import diversify
 from ragline.retrieve.fusion import reciprocal_rank_fusion
 from ragline.retrieve.types import (
     CompressedContext,
@@ -128,7 +130,7 @@ class Retriever:
                 [config.dense_weight, config.bm25_weight],
                 config.rrf_k,
             )
-            candidates = fused[:pool] if fused else []
+            candidates = self._diversify(fused, pool)
             stored = self.collection.docstore.chunks_by_id([cid for cid, _ in candidates])
             passages = _passages(candidates, stored, dict(dense), dict(bm25))
         if use_rerank and passages:
@@ -137,6 +139,7 @@ class Retriever:
                 head, tail = passages[:depth], passages[depth:]
                 scores = self.reranker.score(request.query, [p.text for p in head])
                 passages = self._apply_rerank(head, [float(s) for s in scores]) + tail
+                passages = self._diversify_passages(passages)
         passages = passages[:top_k]
 
         context: CompressedContext | None = None
@@ -150,6 +153,23 @@ class Retriever:
                 query_vector = self.queries.encode(request.query)
                 context = self.compressor.run(query_vector, passages, request.token_budget)
         return RetrievalResult(request.query, passages, timings, False, context, generation)
+
+    def _diversify(self, fused: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
+        penalty = self.settings.retrieval.same_document_penalty
+        if penalty <= 0 or not fused:
+            return fused[:limit]
+        documents = self.collection.docstore.document_ids([cid for cid, _ in fused])
+        return diversify(fused, documents, penalty, limit, self.settings.retrieval.rrf_k)
+
+    def _diversify_passages(self, passages: list[Passage]) -> list[Passage]:
+        penalty = self.settings.retrieval.same_document_penalty
+        if penalty <= 0:
+            return passages
+        by_id = {p.chunk_id: p for p in passages}
+        ranked = [(p.chunk_id, p.score) for p in passages]
+        documents = {p.chunk_id: p.source for p in passages}
+        chosen = diversify(ranked, documents, penalty, len(ranked), self.settings.retrieval.rrf_k)
+        return [by_id[chunk_id] for chunk_id, _ in chosen]
 
     def _apply_rerank(self, passages: list[Passage], scores: list[float]) -> list[Passage]:
         """Order candidates by the cross-encoder alone, or by its rank fused with the
