@@ -314,6 +314,19 @@ class DocStore:
         ).fetchall()
         return {row[0]: _stored_chunk(row) for row in rows}
 
+    def vectors(self, chunk_ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """chunk id -> its stored embedding, for the chunks that exist."""
+        found: dict[int, np.ndarray] = {}
+        for start in range(0, len(chunk_ids), _SQL_BATCH):
+            part = [int(i) for i in chunk_ids[start : start + _SQL_BATCH]]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT chunk_id, vector FROM chunks WHERE chunk_id IN ({marks})", part
+            ).fetchall()
+            for chunk_id, blob in rows:
+                found[int(chunk_id)] = np.frombuffer(blob, dtype=np.float32, count=dim)
+        return found
+
     def document_ids(self, chunk_ids: Sequence[int]) -> dict[int, int]:
         """chunk id -> document id, for the chunks that exist."""
         found: dict[int, int] = {}

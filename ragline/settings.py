@@ -182,7 +182,6 @@ class CacheSettings(BaseModel):
     )
     max_entries: int = _field(10_000, "in-process LRU size", ge=1)
     ttl_s: int = _field(3600, "seconds a cached result lives", ge=1)
-    prefetch: bool = _field(True, "retrieve a conversation's likely next turn in the background")
 
 
 class GenerationSettings(BaseModel):

@@ -101,11 +101,7 @@ class Retriever:
     ) -> RetrievalResult:
         config = self.settings.retrieval
         top_k = request.top_k or config.top_k
-        use_rerank = (
-            self.reranker is not None
-            and (request.rerank if request.rerank is not None else self.settings.rerank.enabled)
-            and (request.rerank_depth is None or request.rerank_depth > 0)
-        )
+        use_rerank = self.wants_rerank(request)
         # The cross-encoder scores the top ``depth`` candidates only; when top_k asks for
         # more, the rest follow in retrieval order (as BEIR's rerank evaluations do).
         depth = request.rerank_depth or self.settings.rerank.depth
@@ -134,12 +130,8 @@ class Retriever:
             stored = self.collection.docstore.chunks_by_id([cid for cid, _ in candidates])
             passages = _passages(candidates, stored, dict(dense), dict(bm25))
         if use_rerank and passages:
-            assert self.reranker is not None
             with timings.measure("rerank"):
-                head, tail = passages[:depth], passages[depth:]
-                scores = self.reranker.score(request.query, [p.text for p in head])
-                passages = self._apply_rerank(head, [float(s) for s in scores]) + tail
-                passages = self._diversify_passages(passages)
+                passages = self.rerank(request.query, passages, depth)
         passages = passages[:top_k]
 
         context: CompressedContext | None = None
@@ -161,7 +153,23 @@ class Retriever:
         documents = self.collection.docstore.document_ids([cid for cid, _ in fused])
         return diversify(fused, documents, penalty, limit, self.settings.retrieval.rrf_k)
 
-    def _diversify_passages(self, passages: list[Passage]) -> list[Passage]:
+    def wants_rerank(self, request: RetrievalRequest) -> bool:
+        return (
+            self.reranker is not None
+            and (request.rerank if request.rerank is not None else self.settings.rerank.enabled)
+            and (request.rerank_depth is None or request.rerank_depth > 0)
+        )
+
+    def rerank(self, query: str, passages: list[Passage], depth: int) -> list[Passage]:
+        """The top ``depth`` passages reordered by the cross-encoder (see ``rerank.fusion``),
+        the rest after them as they were; diversified by document again."""
+        assert self.reranker is not None
+        head, tail = passages[:depth], passages[depth:]
+        scores = self.reranker.score(query, [p.text for p in head])
+        return self.diversify_passages(self._apply_rerank(head, [float(s) for s in scores]) + tail)
+
+    def diversify_passages(self, passages: list[Passage]) -> list[Passage]:
+        """Passages (best first) reordered for diversity by document, as after fusion."""
         penalty = self.settings.retrieval.same_document_penalty
         if penalty <= 0:
             return passages

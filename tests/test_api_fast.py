@@ -385,6 +385,40 @@ def test_retrieve_with_file_name_filter_and_timings(server: Server) -> None:
         assert _error(bad_mode, 400)["param"] == "mode"
 
 
+def test_retrieve_with_a_conversation(server: Server) -> None:
+    messages = [
+        {"role": "user", "content": "How does BM25 rank passages?"},
+        {"role": "assistant", "content": "BM25 ranks passages by term frequency and rarity."},
+        {"role": "user", "content": "And what searches the dense vectors?"},
+    ]
+    with server.client() as http:
+        body = http.post(
+            "/v1/retrieve", json={"messages": messages, "collection": "alpha", "top_k": 1}
+        ).json()
+        assert body["query"] == "And what searches the dense vectors?"
+        assert body["rewrite"].startswith(body["query"]) and "BM25" in body["rewrite"]
+        assert [p["source"] for p in body["passages"]] == ["faiss.txt"]
+        assert "rewrite_retrieval" in body["timings_ms"]
+        single = http.post("/v1/retrieve", json={"query": "BM25", "collection": "alpha"}).json()
+        assert single["rewrite"] is None
+        both = {"query": "x", "messages": messages, "collection": "alpha"}
+        assert _error(http.post("/v1/retrieve", json=both), 400)["type"]
+        neither = {"collection": "alpha"}
+        assert _error(http.post("/v1/retrieve", json=neither), 400)["type"]
+        last_not_user = {"messages": messages[:2], "collection": "alpha"}
+        assert _error(http.post("/v1/retrieve", json=last_not_user), 400)["code"] == (
+            "invalid_messages"
+        )
+
+
+def test_collection_listing_reports_chunk_sizes(server: Server) -> None:
+    with server.client() as http:
+        listed = {c["name"]: c for c in http.get("/v1/collections").json()["data"]}
+    alpha = listed["alpha"]
+    assert alpha["chunks"] == 2 and alpha["small_chunk_share"] == 1.0
+    assert 5 <= alpha["median_chunk_tokens"] < 32
+
+
 def test_upload_checks(server: Server) -> None:
     url = "/v1/collections/alpha/documents"
     with server.client() as http:

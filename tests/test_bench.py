@@ -203,8 +203,8 @@ def test_section_is_built_from_the_tables(tmp_path: Path) -> None:
         "system,prompt,prompt tokens,TTFT ms,decode tok/s,cached fraction\n"
         "ragline GenerationEngine (in-process),first question,900,200.0 (190-210),50.0,-\n"
         "vllm serve 0.32.0 (HTTP; /v1/completions),first question,900,250.0,55.0,-\n"
-        "ragline GenerationEngine (in-process),\"question alone, no RAG\",60,40.0,50.0,-\n"
-        "vllm serve 0.32.0 (HTTP; /v1/completions),\"question alone, no RAG\",60,60.0,45.0,-\n"
+        'ragline GenerationEngine (in-process),"question alone, no RAG",60,40.0,50.0,-\n'
+        'vllm serve 0.32.0 (HTTP; /v1/completions),"question alone, no RAG",60,60.0,45.0,-\n'
         '"ragline, canonical source order",second question,900,50.0,50.0,0.9\n'
         '"ragline, score source order",second question,900,150.0,50.0,0.1\n',
     )

@@ -42,8 +42,11 @@ from ragline.service.registry import OpenCollection
 @dataclass(slots=True)
 class Conversation:
     question: str
-    history: list[ChatTurn]
-    previous: tuple[str, str] | None  # the last (question, answer) pair, for prefetch
+    history: list[ChatTurn]  # the turns before the question
+
+    def turns(self) -> list[tuple[str, str]]:
+        """(role, text) pairs, for retrieval with the conversation."""
+        return [(turn.role, turn.content) for turn in self.history]
 
 
 @dataclass(slots=True)
@@ -92,12 +95,7 @@ def parse_conversation(messages: list[ChatMessage]) -> Conversation:
         for m in messages[:-1]
         if m.text.strip()
     ]
-    previous = None
-    for i in range(len(history) - 1, 0, -1):
-        if history[i].role == "assistant" and history[i - 1].role == "user":
-            previous = (history[i - 1].content, history[i].content)
-            break
-    return Conversation(question, history, previous)
+    return Conversation(question, history)
 
 
 def collection_name(services: Services, body: ChatCompletionRequest) -> str:
@@ -161,7 +159,7 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
             compress=None if services.settings.generation.context == "compressed" else False,
         )
         retrieving = time.perf_counter()
-        retrieval = await asyncio.to_thread(checked.opened.retrieve, request, conversation.previous)
+        retrieval = await asyncio.to_thread(checked.opened.retrieve, request, conversation.turns())
         self.metrics.observe_retrieval(retrieval.timings.stages, time.perf_counter() - retrieving)
         assert checked.options.max_tokens is not None
         try:
@@ -187,8 +185,7 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
         )
 
     async def answer(self, prepared: PreparedAnswer, state: AnswerState) -> AsyncIterator[str]:
-        """The answer's text pieces, recording citations and stats into ``state``; once
-        the answer is complete, the next turn's context is prefetched."""
+        """The answer's text pieces, recording citations and stats into ``state``."""
         deltas = self.services.generator.stream(prepared.prompt, prepared.options)
         async for delta in self.generate(deltas, prepared.started):
             state.text.append(delta.text)
@@ -197,8 +194,6 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
                 state.attributed = delta.attributed
                 state.stats = delta.stats or GenerationStats()
             yield delta.text
-        if self.services.settings.cache.prefetch:
-            prepared.opened.prefetch(prepared.question, "".join(state.text), prepared.request)
 
     def _sources(self, state: AnswerState, prepared: PreparedAnswer) -> list[SourceOut]:
         snippet_chars = self.services.settings.api.snippet_chars
