@@ -215,6 +215,17 @@ class GenerationSettings(BaseModel):
         ge=0,
         le=1,
     )
+    abstain_below: float = _field(
+        0.35,
+        "when no retrieved passage reaches this embedding cosine with the question (or its "
+        "rewrite), chat answers abstain_message instead of generating from nothing (0: off)",
+        ge=0,
+        le=1,
+    )
+    abstain_message: str = _field(
+        "The knowledge base does not contain an answer to this question.",
+        "the answer when nothing relevant is retrieved",
+    )
     max_tokens: int = _field(256, "answer length limit; each request may override", ge=1)
     temperature: float = _field(0.2, "sampling temperature; each request may override", ge=0)
     top_p: float = _field(0.9, "nucleus sampling; each request may override", gt=0, le=1)

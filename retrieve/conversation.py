@@ -177,3 +177,19 @@ class ConversationRetriever:
             passage.score = float(np.max(queries @ vector))
             scored.append(passage)
         return sorted(scored, key=lambda p: (-p.score, p.chunk_id))
+
+    def relevance(self, result: RetrievalResult) -> float:
+        """How close the best passage is: the highest cosine between the question (or its
+        rewrite) and a returned passage; 0 without passages. Chat abstains below
+        ``generation.abstain_below``."""
+        retriever = self.retriever
+        if not result.passages:
+            return 0.0
+        vectors = retriever.collection.docstore.vectors(
+            [p.chunk_id for p in result.passages], retriever.collection.index.dim
+        )
+        if not vectors:
+            return 0.0
+        texts = [result.query] + ([result.rewrite] if result.rewrite else [])
+        queries = np.stack([retriever.queries.encode(text) for text in texts])
+        return float(np.max(np.stack(list(vectors.values())) @ queries.T))

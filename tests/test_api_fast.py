@@ -411,6 +411,23 @@ def test_retrieve_with_a_conversation(server: Server) -> None:
         )
 
 
+def test_unsupported_question_gets_an_abstention_not_a_generation(server: Server) -> None:
+    message = server.settings.generation.abstain_message
+    question = "Who won the football world cup in 1998?"
+    with server.client() as http:
+        body = http.post("/v1/chat/completions", json=_chat(question)).json()
+        assert body["choices"][0]["message"]["content"] == message
+        assert body["sources"] == [] and body["usage"]["completion_tokens"] == 0
+        with http.stream(
+            "POST", "/v1/chat/completions", json=_chat(question, stream=True)
+        ) as streamed:
+            text = "".join(line for line in streamed.iter_lines() if "content" in line)
+        assert message in text and "Alpha" not in text
+        # A supported question is still answered by the model.
+        answered = http.post("/v1/chat/completions", json=_chat()).json()
+        assert answered["choices"][0]["message"]["content"].startswith("Alpha")
+
+
 def test_collection_listing_reports_chunk_sizes(server: Server) -> None:
     with server.client() as http:
         listed = {c["name"]: c for c in http.get("/v1/collections").json()["data"]}

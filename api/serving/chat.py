@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import ClassVar
 
@@ -66,6 +66,7 @@ class PreparedAnswer:
     opened: OpenCollection
     options: SamplingOptions
     started: float  # perf_counter when the HTTP request arrived
+    abstain: bool = False  # nothing relevant retrieved: say so, generate nothing
 
 
 @dataclass(slots=True)
@@ -161,12 +162,15 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
         retrieving = time.perf_counter()
         retrieval = await asyncio.to_thread(checked.opened.retrieve, request, conversation.turns())
         self.metrics.observe_retrieval(retrieval.timings.stages, time.perf_counter() - retrieving)
+        abstain = await self._nothing_relevant(checked.opened, retrieval)
         assert checked.options.max_tokens is not None
         try:
+            # Abstaining, the prompt is still built (without sources): a conversation too
+            # long for the model is the client's error either way.
             prompt = await asyncio.to_thread(
                 services.generator.build_prompt,
                 conversation.question,
-                retrieval,
+                replace(retrieval, passages=[]) if abstain else retrieval,
                 conversation.history,
                 checked.options.max_tokens,
             )
@@ -182,10 +186,26 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
             checked.opened,
             checked.options,
             started,
+            abstain,
         )
+
+    async def _nothing_relevant(self, opened: OpenCollection, retrieval: RetrievalResult) -> bool:
+        """No passage reaches ``generation.abstain_below`` (cosine with the question)."""
+        threshold = self.services.settings.generation.abstain_below
+        if threshold <= 0:
+            return False
+        if not retrieval.passages:
+            return True
+        return await asyncio.to_thread(opened.relevance, retrieval) < threshold
 
     async def answer(self, prepared: PreparedAnswer, state: AnswerState) -> AsyncIterator[str]:
         """The answer's text pieces, recording citations and stats into ``state``."""
+        if prepared.abstain:
+            message = self.services.settings.generation.abstain_message
+            state.text.append(message)
+            state.stats = GenerationStats(finish_reason="stop")
+            yield message
+            return
         deltas = self.services.generator.stream(prepared.prompt, prepared.options)
         async for delta in self.generate(deltas, prepared.started):
             state.text.append(delta.text)

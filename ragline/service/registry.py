@@ -39,6 +39,10 @@ class OpenCollection:
             return RetrievalResult(request.query, [], StageTimings())
         return self.conversation.run_turn(request, history)
 
+    def relevance(self, result: RetrievalResult) -> float:
+        """The best cosine between the question (or its rewrite) and a passage."""
+        return 0.0 if self.empty else self.conversation.relevance(result)
+
     def close(self) -> None:
         self.collection.close()
 
