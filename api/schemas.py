@@ -246,13 +246,25 @@ class Filters(_Request):
 
 
 class RetrieveRequest(_Request):
-    query: str = Field(min_length=1, max_length=4096)
+    query: str | None = Field(default=None, min_length=1, max_length=4096)
+    messages: list[ChatMessage] | None = Field(
+        default=None,
+        max_length=256,
+        description="instead of `query`: a conversation whose last user message is "
+        "retrieved with the turns before it",
+    )
     collection: str = Field(max_length=256)
     top_k: int | None = Field(default=None, ge=1, le=200)
     mode: Mode = "hybrid"
     rerank: bool | None = None
     compress: bool | None = None
     filters: Filters = Filters()
+
+    @model_validator(mode="after")
+    def _query_or_messages(self) -> RetrieveRequest:
+        if (self.query is None) == (self.messages is None):
+            raise ValueError("give either query or messages")
+        return self
 
 
 class PassageOut(BaseModel):
@@ -280,6 +292,9 @@ class RetrieveResponse(BaseModel):
     object: Literal["retrieval"] = "retrieval"
     collection: str
     query: str
+    rewrite: str | None = Field(
+        default=None, description="a follow-up's query as rewritten with the conversation"
+    )
     cache_hit: bool
     passages: list[PassageOut]
     timings_ms: dict[str, float]
@@ -297,6 +312,12 @@ class CollectionOut(BaseModel):
     index_kind: str
     size_bytes: int
     embedding_model: str | None
+    median_chunk_tokens: float | None = Field(
+        default=None, description="median chunk size in embedding-model tokens"
+    )
+    small_chunk_share: float | None = Field(
+        default=None, description="share of chunks under 32 tokens"
+    )
 
 
 class CollectionList(BaseModel):

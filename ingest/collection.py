@@ -17,7 +17,7 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from filelock import FileLock, Timeout
 from ragline.ingest.docstore import ChangeSet, DocStore, DocumentWrite
 from ragline.ingest.index import FLAT, VectorIndex
 from ragline.ingest.lexical import LexicalIndex
+from ragline.ingest.types import ChunkSizeStats
 from ragline.settings import IndexSettings
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -58,6 +59,7 @@ class CollectionInfo:
     embedding_model: str | None
     index_kind: str
     size_bytes: int
+    chunk_sizes: ChunkSizeStats = field(default_factory=lambda: ChunkSizeStats(0, None, None))
 
 
 class Collection:
@@ -364,4 +366,5 @@ class Collection:
             embedding_model=config.get("embedding_model"),
             index_kind=kind,
             size_bytes=size,
+            chunk_sizes=ChunkSizeStats.of(self.docstore.token_counts()),
         )

@@ -61,7 +61,16 @@ CREATE TABLE IF NOT EXISTS changes (
     added INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
+-- Keys of each document's short elements, for boilerplate counts (ingest.boilerplate).
+CREATE TABLE IF NOT EXISTS element_keys (
+    key INTEGER NOT NULL,
+    doc_id INTEGER NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    PRIMARY KEY (key, doc_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS element_keys_doc ON element_keys(doc_id);
 """
+
+_SQL_BATCH = 900  # bound parameters per statement, under SQLite's oldest limit (999)
 
 
 _CHUNK_SELECT = (
@@ -119,6 +128,7 @@ class DocumentWrite:
     size_bytes: int
     chunks: list[Chunk]
     vectors: np.ndarray
+    element_keys: frozenset[int] = frozenset()  # see ingest.boilerplate
 
 
 class DocStore:
@@ -242,6 +252,36 @@ class DocStore:
         rows = self.conn.execute("SELECT * FROM documents ORDER BY source").fetchall()
         return [DocumentRecord(*row) for row in rows]
 
+    def element_document_counts(
+        self, keys: Sequence[int], exclude_sources: Sequence[str] = ()
+    ) -> dict[int, int]:
+        """For each key, how many stored documents hold it, not counting
+        ``exclude_sources`` (documents about to be replaced)."""
+        counts: dict[int, int] = {}
+        for start in range(0, len(keys), _SQL_BATCH):
+            part = list(keys[start : start + _SQL_BATCH])
+            rows = self.conn.execute(
+                "SELECT key, COUNT(*) FROM element_keys "
+                f"WHERE key IN ({','.join('?' * len(part))}) GROUP BY key",
+                part,
+            ).fetchall()
+            counts.update((int(key), int(n)) for key, n in rows)
+        for start in range(0, len(exclude_sources), _SQL_BATCH):
+            names = list(exclude_sources[start : start + _SQL_BATCH])
+            rows = self.conn.execute(
+                "SELECT key FROM element_keys JOIN documents USING (doc_id) "
+                f"WHERE source IN ({','.join('?' * len(names))})",
+                names,
+            ).fetchall()
+            for (key,) in rows:
+                if key in counts:
+                    counts[key] -= 1
+        return {key: n for key, n in counts.items() if n > 0}
+
+    def token_counts(self) -> list[int]:
+        """Every chunk's token count, for size statistics (see ``ChunkSizeStats``)."""
+        return [int(row[0]) for row in self.conn.execute("SELECT token_count FROM chunks")]
+
     def counts(self) -> tuple[int, int]:
         docs = self.conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
         chunks = self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
@@ -291,6 +331,10 @@ class DocStore:
                         ),
                     )
                     added.append(int(cursor.lastrowid or 0))
+                self.conn.executemany(
+                    "INSERT OR IGNORE INTO element_keys(key, doc_id) VALUES (?, ?)",
+                    [(key, doc_id) for key in write.element_keys],
+                )
             self._bump_generation(removed, added)
         return removed, added
 
@@ -372,6 +416,31 @@ class DocStore:
             [int(i) for i in chunk_ids],
         ).fetchall()
         return {row[0]: _stored_chunk(row) for row in rows}
+
+    def vectors(self, chunk_ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """chunk id -> its stored embedding, for the chunks that exist."""
+        found: dict[int, np.ndarray] = {}
+        for start in range(0, len(chunk_ids), _SQL_BATCH):
+            part = [int(i) for i in chunk_ids[start : start + _SQL_BATCH]]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT chunk_id, vector FROM chunks WHERE chunk_id IN ({marks})", part
+            ).fetchall()
+            for chunk_id, blob in rows:
+                found[int(chunk_id)] = np.frombuffer(blob, dtype=np.float32, count=dim)
+        return found
+
+    def document_ids(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        """chunk id -> document id, for the chunks that exist."""
+        found: dict[int, int] = {}
+        for start in range(0, len(chunk_ids), _SQL_BATCH):
+            part = [int(i) for i in chunk_ids[start : start + _SQL_BATCH]]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT chunk_id, doc_id FROM chunks WHERE chunk_id IN ({marks})", part
+            ).fetchall()
+            found.update((int(chunk_id), int(doc_id)) for chunk_id, doc_id in rows)
+        return found
 
     def chunk_ids_where(
         self,

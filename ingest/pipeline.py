@@ -8,13 +8,21 @@ documents into embedding batches and commits each group in one transaction.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from ragline.ingest.boilerplate import (
+    NO_BOILERPLATE,
+    Boilerplate,
+    all_keys,
+    candidate_keys,
+    find_boilerplate,
+)
 from ragline.ingest.chunk import Chunker
 from ragline.ingest.collection import Collection
 from ragline.ingest.confine import OutsideRootsError, open_file, under
@@ -22,7 +30,7 @@ from ragline.ingest.docstore import DocumentWrite
 from ragline.ingest.embed import Embedder
 from ragline.ingest.parallel import parse_files
 from ragline.ingest.tokens import HFTokenCounter
-from ragline.ingest.types import Chunk, ParsedDocument
+from ragline.ingest.types import Chunk, ChunkSizeStats, ParsedDocument
 from ragline.settings import Settings
 
 
@@ -51,9 +59,16 @@ class IngestReport:
     parse_seconds: float = 0.0
     embed_seconds: float = 0.0
     chunks_embedded: int = 0
+    chunk_tokens: list[int] = field(default_factory=list)  # each embedded chunk's size
+    boilerplate_dropped: int = 0  # elements left out as navigation boilerplate
+    small_merged: int = 0  # small chunks merged into a neighbour
 
     def count(self, status: Status) -> int:
         return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    @property
+    def chunk_stats(self) -> ChunkSizeStats:
+        return ChunkSizeStats.of(self.chunk_tokens)
 
     @property
     def failures(self) -> list[FileOutcome]:
@@ -77,6 +92,15 @@ class NullProgress:
 
     def embedded(self, n_chunks: int, seconds: float) -> None:
         pass
+
+
+_Pending = tuple[ParsedDocument, list[Chunk], frozenset[int]]  # chunked, awaiting embedding
+
+
+def _batched(items: Iterable[ParsedDocument], size: int) -> Iterator[list[ParsedDocument]]:
+    iterator = iter(items)
+    while window := list(itertools.islice(iterator, size)):
+        yield window
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
@@ -190,25 +214,53 @@ class IngestPipeline:
         return report
 
     def _chunk_embed_write(self, documents: Iterable[ParsedDocument], report: IngestReport) -> None:
-        pending: list[tuple[ParsedDocument, list[Chunk]]] = []
+        pending: list[_Pending] = []
         pending_chunks = 0
-        for document in documents:
-            report.parse_seconds += document.parse_seconds
-            chunks = self.chunker.run(document) if document.ok else []
-            if not chunks:
-                reason = document.error or "no chunks after cleaning"
-                outcome = FileOutcome(
-                    document.source, Status.FAILED, file_type=document.file_type, detail=reason
-                )
-                self._record(report, outcome)
-                continue
-            pending.append((document, chunks))
-            pending_chunks += len(chunks)
-            if pending_chunks >= self.settings.pipeline.commit_chunks:
-                self._embed_and_write(pending, report)
-                pending, pending_chunks = [], 0
+        config = self.settings.chunking
+        # Documents are chunked a window at a time, so that boilerplate repeating across
+        # the batch is known before the first of them is chunked.
+        for window in _batched(documents, config.boilerplate_window):
+            keys = [
+                candidate_keys(d, config.boilerplate_max_chars) if d.ok else frozenset()
+                for d in window
+            ]
+            boilerplate = self._boilerplate(window, keys)
+            for document, document_keys in zip(window, keys, strict=True):
+                report.parse_seconds += document.parse_seconds
+                chunking = self.chunker.chunk(document, boilerplate) if document.ok else None
+                chunks = chunking.chunks if chunking is not None else []
+                if chunking is not None:
+                    report.boilerplate_dropped += chunking.boilerplate_dropped
+                    report.small_merged += chunking.merged
+                if not chunks:
+                    reason = document.error or (
+                        "only navigation boilerplate"
+                        if chunking is not None and chunking.boilerplate_dropped
+                        else "no chunks after cleaning"
+                    )
+                    outcome = FileOutcome(
+                        document.source, Status.FAILED, file_type=document.file_type, detail=reason
+                    )
+                    self._record(report, outcome)
+                    continue
+                pending.append((document, chunks, document_keys))
+                pending_chunks += len(chunks)
+                if pending_chunks >= self.settings.pipeline.commit_chunks:
+                    self._embed_and_write(pending, report)
+                    pending, pending_chunks = [], 0
         self._embed_and_write(pending, report)
         self.collection.flush()
+
+    def _boilerplate(self, window: list[ParsedDocument], keys: list[frozenset[int]]) -> Boilerplate:
+        """Short elements found in enough documents: this window's plus those stored,
+        minus the stored versions of documents this window replaces."""
+        minimum = self.settings.chunking.boilerplate_min_documents
+        if minimum <= 0:
+            return NO_BOILERPLATE
+        stored = self.collection.docstore.element_document_counts(
+            sorted(all_keys(keys)), exclude_sources=[d.source for d in window]
+        )
+        return find_boilerplate(keys, stored, minimum)
 
     def _skip_known(
         self, files: list[Path], report: IngestReport, force: bool, roots: Sequence[str] | None
@@ -245,22 +297,21 @@ class IngestPipeline:
             to_parse.append(path)
         return to_parse
 
-    def _embed_and_write(
-        self, pending: list[tuple[ParsedDocument, list[Chunk]]], report: IngestReport
-    ) -> None:
+    def _embed_and_write(self, pending: list[_Pending], report: IngestReport) -> None:
         if not pending:
             return
-        texts = [chunk.text for _, chunks in pending for chunk in chunks]
+        texts = [chunk.text for _, chunks, _ in pending for chunk in chunks]
         started = time.perf_counter()
         vectors = self.embedder.encode(texts)
         seconds = time.perf_counter() - started
         report.embed_seconds += seconds
         report.chunks_embedded += len(texts)
+        report.chunk_tokens.extend(c.token_count for _, chunks, _ in pending for c in chunks)
         self.progress.embedded(len(texts), seconds)
 
         writes: list[DocumentWrite] = []
         offset = 0
-        for document, chunks in pending:
+        for document, chunks, keys in pending:
             writes.append(
                 DocumentWrite(
                     source=document.source,
@@ -269,6 +320,7 @@ class IngestPipeline:
                     size_bytes=document.size_bytes,
                     chunks=chunks,
                     vectors=vectors[offset : offset + len(chunks)],
+                    element_keys=keys,
                 )
             )
             offset += len(chunks)

@@ -50,3 +50,25 @@ class Chunk:
     headings: tuple[str, ...] = ()
     table_html: str | None = None
     metadata: dict[str, Any] | None = None  # an imported row's own fields
+
+
+SMALL_CHUNK_TOKENS = 32  # "small": under this, a chunk rarely carries a whole statement
+
+
+@dataclass(slots=True, frozen=True)
+class ChunkSizeStats:
+    """How big chunks are: the median and the share of small ones, in tokens."""
+
+    chunks: int
+    median_tokens: float | None  # None when there are no chunks
+    share_small: float | None  # share under SMALL_CHUNK_TOKENS
+
+    @classmethod
+    def of(cls, token_counts: list[int]) -> ChunkSizeStats:
+        if not token_counts:
+            return cls(0, None, None)
+        ordered = sorted(token_counts)
+        n = len(ordered)
+        median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+        small = sum(1 for count in ordered if count < SMALL_CHUNK_TOKENS)
+        return cls(n, median, small / n)

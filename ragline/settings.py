@@ -60,6 +60,28 @@ class ChunkingSettings(BaseModel):
     size: int = _field(256, "chunk size in embedding-model tokens", ge=16)
     overlap: int = _field(32, "overlap between neighbouring chunks, in tokens", ge=0)
     heading_prefix: bool = _field(True, "carry the section heading path into the chunk text")
+    min_tokens: int = _field(
+        64,
+        "a section (or a run of short title-like lines) under this many tokens is merged "
+        "with its neighbours while the result fits `size` (unstructured's "
+        "combine_text_under_n_chars, counted in tokens; at most size/2); 0: off",
+        ge=0,
+    )
+    boilerplate_min_documents: int = _field(
+        3,
+        "a short element (menu item, footer, link list) found verbatim in at least this many "
+        "documents of the collection is navigation boilerplate and is left out; 0: off",
+        ge=0,
+    )
+    boilerplate_max_chars: int = _field(
+        300, "longer elements are never boilerplate (shared paragraphs stay)", ge=1
+    )
+    boilerplate_window: int = _field(
+        1000,
+        "documents parsed ahead of chunking, so boilerplate repeating inside one ingest "
+        "batch is recognised in its first documents too",
+        ge=1,
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingSettings:
@@ -116,6 +138,14 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = _field(1.0, "weight of the dense ranking in fusion", ge=0)
     bm25_weight: float = _field(1.0, "weight of the BM25 ranking in fusion", ge=0)
     query_cache_size: int = _field(4096, "query embeddings kept in memory", ge=0)
+    same_document_penalty: float = _field(
+        0.5,
+        "diversity by document: each passage a document already has in the results scales "
+        "the score of its next one by (1 - penalty), so a second passage comes first only "
+        "when clearly better than other documents' best; 1: distinct documents first; 0: off",
+        ge=0,
+        le=1,
+    )
 
 
 class RerankSettings(BaseModel):
@@ -162,7 +192,6 @@ class CacheSettings(BaseModel):
     )
     max_entries: int = _field(10_000, "in-process LRU size", ge=1)
     ttl_s: int = _field(3600, "seconds a cached result lives", ge=1)
-    prefetch: bool = _field(True, "retrieve a conversation's likely next turn in the background")
 
 
 class GenerationSettings(BaseModel):
@@ -195,6 +224,17 @@ class GenerationSettings(BaseModel):
         "cosine or above (0: off)",
         ge=0,
         le=1,
+    )
+    abstain_below: float = _field(
+        0.35,
+        "when no retrieved passage reaches this embedding cosine with the question (or its "
+        "rewrite), chat answers abstain_message instead of generating from nothing (0: off)",
+        ge=0,
+        le=1,
+    )
+    abstain_message: str = _field(
+        "The knowledge base does not contain an answer to this question.",
+        "the answer when nothing relevant is retrieved",
     )
     max_tokens: int = _field(256, "answer length limit; each request may override", ge=1)
     temperature: float = _field(0.2, "sampling temperature; each request may override", ge=0)

@@ -46,8 +46,6 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     errors: int = 0
-    prefetched: int = 0
-    prefetch_hits: int = 0
 
 
 class ResultCache(Protocol):

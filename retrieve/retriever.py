@@ -1,9 +1,10 @@
 """The query path as one component: ``Retriever.run(RetrievalRequest) -> RetrievalResult``.
 
 Stages (each timed): cache lookup → embed query → dense (FAISS) and BM25 candidates,
-restricted by metadata filters → reciprocal rank fusion → dedup of repeated text (the
-same paragraph in two documents of the collection) → cross-encoder rerank of the top
-``rerank_depth`` → top-k → context compression.
+restricted by metadata filters → reciprocal rank fusion → diversity by document
+(``retrieve.diversify``) → dedup of repeated text (the same paragraph in two documents of
+the collection) → cross-encoder rerank of the top ``rerank_depth`` (diversified again) →
+top-k → context compression.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ragline.ingest.tokens import HFTokenCounter
 from ragline.retrieve.cache import InProcessCache, ResultCache, cache_key
 from ragline.retrieve.compress import ContextCompressor
 from ragline.retrieve.dense import QueryEncoder, dense_search
+from ragline.retrieve.diversify import diversify
 from ragline.retrieve.fusion import reciprocal_rank_fusion
 from ragline.retrieve.types import (
     CompressedContext,
@@ -86,11 +88,7 @@ class Retriever:
     ) -> RetrievalResult:
         config = self.settings.retrieval
         top_k = request.top_k or config.top_k
-        use_rerank = (
-            self.reranker is not None
-            and (request.rerank if request.rerank is not None else self.settings.rerank.enabled)
-            and (request.rerank_depth is None or request.rerank_depth > 0)
-        )
+        use_rerank = self.wants_rerank(request)
         # The cross-encoder scores the top ``depth`` candidates only; when top_k asks for
         # more, the rest follow in retrieval order (as BEIR's rerank evaluations do).
         depth = request.rerank_depth or self.settings.rerank.depth
@@ -116,15 +114,12 @@ class Retriever:
                 [config.dense_weight, config.bm25_weight],
                 config.rrf_k,
             )
-            candidates = fused[:pool] if fused else []
+            candidates = self._diversify(fused, pool)
             stored = self.collection.docstore.chunks_by_id([cid for cid, _ in candidates])
             passages = _passages(candidates, stored, dict(dense), dict(bm25))
         if use_rerank and passages:
-            assert self.reranker is not None
             with timings.measure("rerank"):
-                head, tail = passages[:depth], passages[depth:]
-                scores = self.reranker.score(request.query, [p.text for p in head])
-                passages = self._apply_rerank(head, [float(s) for s in scores]) + tail
+                passages = self.rerank(request.query, passages, depth)
         passages = passages[:top_k]
 
         context: CompressedContext | None = None
@@ -138,6 +133,39 @@ class Retriever:
                 query_vector = self.queries.encode(request.query)
                 context = self.compressor.run(query_vector, passages, request.token_budget)
         return RetrievalResult(request.query, passages, timings, False, context, generation)
+
+    def _diversify(self, fused: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
+        penalty = self.settings.retrieval.same_document_penalty
+        if penalty <= 0 or not fused:
+            return fused[:limit]
+        documents = self.collection.docstore.document_ids([cid for cid, _ in fused])
+        return diversify(fused, documents, penalty, limit, self.settings.retrieval.rrf_k)
+
+    def wants_rerank(self, request: RetrievalRequest) -> bool:
+        return (
+            self.reranker is not None
+            and (request.rerank if request.rerank is not None else self.settings.rerank.enabled)
+            and (request.rerank_depth is None or request.rerank_depth > 0)
+        )
+
+    def rerank(self, query: str, passages: list[Passage], depth: int) -> list[Passage]:
+        """The top ``depth`` passages reordered by the cross-encoder (see ``rerank.fusion``),
+        the rest after them as they were; diversified by document again."""
+        assert self.reranker is not None
+        head, tail = passages[:depth], passages[depth:]
+        scores = self.reranker.score(query, [p.text for p in head])
+        return self.diversify_passages(self._apply_rerank(head, [float(s) for s in scores]) + tail)
+
+    def diversify_passages(self, passages: list[Passage]) -> list[Passage]:
+        """Passages (best first) reordered for diversity by document, as after fusion."""
+        penalty = self.settings.retrieval.same_document_penalty
+        if penalty <= 0:
+            return passages
+        by_id = {p.chunk_id: p for p in passages}
+        ranked = [(p.chunk_id, p.score) for p in passages]
+        documents = {p.chunk_id: p.source for p in passages}
+        chosen = diversify(ranked, documents, penalty, len(ranked), self.settings.retrieval.rrf_k)
+        return [by_id[chunk_id] for chunk_id, _ in chosen]
 
     def _apply_rerank(self, passages: list[Passage], scores: list[float]) -> list[Passage]:
         """Order candidates by the cross-encoder alone, or by its rank fused with the

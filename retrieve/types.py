@@ -103,3 +103,4 @@ class RetrievalResult:
     cache_hit: bool = False
     context: CompressedContext | None = None
     collection_generation: int = 0
+    rewrite: str | None = None  # a follow-up's query rewritten with the conversation

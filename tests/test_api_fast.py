@@ -388,22 +388,76 @@ def test_retrieve_with_file_name_filter_and_timings(server: Server) -> None:
         assert _error(bad_mode, 400)["param"] == "mode"
 
 
+def test_retrieve_with_a_conversation(server: Server) -> None:
+    messages = [
+        {"role": "user", "content": "How does BM25 rank passages?"},
+        {"role": "assistant", "content": "BM25 ranks passages by term frequency and rarity."},
+        {"role": "user", "content": "And what searches the dense vectors?"},
+    ]
+    with server.client() as http:
+        body = http.post(
+            "/v1/retrieve", json={"messages": messages, "collection": "alpha", "top_k": 1}
+        ).json()
+        assert body["query"] == "And what searches the dense vectors?"
+        assert body["rewrite"].startswith(body["query"]) and "BM25" in body["rewrite"]
+        assert [p["source"] for p in body["passages"]] == ["faiss.txt"]
+        assert "rewrite_retrieval" in body["timings_ms"]
+        single = http.post("/v1/retrieve", json={"query": "BM25", "collection": "alpha"}).json()
+        assert single["rewrite"] is None
+        both = {"query": "x", "messages": messages, "collection": "alpha"}
+        assert _error(http.post("/v1/retrieve", json=both), 400)["type"]
+        neither = {"collection": "alpha"}
+        assert _error(http.post("/v1/retrieve", json=neither), 400)["type"]
+        last_not_user = {"messages": messages[:2], "collection": "alpha"}
+        assert _error(http.post("/v1/retrieve", json=last_not_user), 400)["code"] == (
+            "invalid_messages"
+        )
+
+
+def test_unsupported_question_gets_an_abstention_not_a_generation(server: Server) -> None:
+    message = server.settings.generation.abstain_message
+    question = "Who won the football world cup in 1998?"
+    with server.client() as http:
+        body = http.post("/v1/chat/completions", json=_chat(question)).json()
+        assert body["choices"][0]["message"]["content"] == message
+        assert body["sources"] == [] and body["usage"]["completion_tokens"] == 0
+        with http.stream(
+            "POST", "/v1/chat/completions", json=_chat(question, stream=True)
+        ) as streamed:
+            text = "".join(line for line in streamed.iter_lines() if "content" in line)
+        assert message in text and "Alpha" not in text
+        # A supported question is still answered by the model.
+        answered = http.post("/v1/chat/completions", json=_chat()).json()
+        assert answered["choices"][0]["message"]["content"].startswith("Alpha")
+
+
+def test_collection_listing_reports_chunk_sizes(server: Server) -> None:
+    with server.client() as http:
+        listed = {c["name"]: c for c in http.get("/v1/collections").json()["data"]}
+    alpha = listed["alpha"]
+    assert alpha["chunks"] == 2 and alpha["small_chunk_share"] == 1.0
+    assert 5 <= alpha["median_chunk_tokens"] < 32
+
+
 def test_a_commit_by_another_writer_is_searchable_within_two_seconds(
     server: Server, embedder: Embedder
 ) -> None:
     """A writer outside the server (here a collection opened apart, as the CLI or another
     server would) commits; the server's next queries see it, by BM25 and by vector,
     without a rebuild, and the cached answer from before the commit is not served."""
-    query = {"query": "quantum annealing schedules", "collection": "alpha", "top_k": 1}
+    query = {"query": "quantum annealing schedules", "collection": "fresh", "top_k": 1}
+    writer = Collection.open(
+        server.settings.storage.collections_dir, "fresh", server.settings.index, create=True
+    )
+    IngestPipeline(server.settings, writer, embedder=embedder).ingest_documents(
+        [_doc("/docs/fresh/first.txt", "Simulated annealing cools a system slowly.")]
+    )
     with server.client() as http:
         before = http.post("/v1/retrieve", json=query).json()
-        assert before["passages"][0]["source"] != "annealing.txt"
-        writer = Collection.open(
-            server.settings.storage.collections_dir, "alpha", server.settings.index
-        )
+        assert before["passages"][0]["source"] == "first.txt"
         started = time.monotonic()
         IngestPipeline(server.settings, writer, embedder=embedder).ingest_documents(
-            [_doc("/docs/alpha/annealing.txt", "Quantum annealing schedules tune the anneal.")]
+            [_doc("/docs/fresh/annealing.txt", "Quantum annealing schedules tune the anneal.")]
         )
         writer.close()
         committed = time.monotonic()

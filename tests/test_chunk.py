@@ -45,19 +45,85 @@ def test_chunks_respect_token_budget_and_overlap(tokens: HFTokenCounter) -> None
 
 def test_headings_are_carried_and_close_chunks(tokens: HFTokenCounter) -> None:
     elements = [
-        Element("Intro text.", "NarrativeText"),
+        Element(_prose(8), "NarrativeText"),
         Element("Methods", "Title"),
-        Element("We measured things.", "NarrativeText", headings=("Methods",)),
+        Element("We measured things. " + _prose(8), "NarrativeText", headings=("Methods",)),
     ]
     chunks = Chunker(ChunkingSettings(size=128, overlap=0), tokens).run(_doc(elements))
-    assert [c.text for c in chunks] == ["Intro text.", "Methods\n\nWe measured things."]
-    assert chunks[1].headings == ("Methods",)
+    assert [c.text for c in chunks] == [
+        _prose(8),
+        "Methods\n\nWe measured things. " + _prose(8),
+    ]
+    assert chunks[0].headings == () and chunks[1].headings == ("Methods",)
 
 
-def test_consecutive_titles_keep_their_text(tokens: HFTokenCounter) -> None:
+def test_title_runs_are_text_not_chunks(tokens: HFTokenCounter) -> None:
+    """Consecutive titles (slide titles, menu lines) used to become one chunk each; their
+    text is kept, in one chunk."""
     elements = [Element("Slide one", "Title"), Element("Slide two", "Title")]
     chunks = Chunker(ChunkingSettings(size=128, overlap=0), tokens).run(_doc(elements))
-    assert [c.text for c in chunks] == ["Slide one", "Slide two"]
+    assert [c.text for c in chunks] == ["Slide one Slide two"]
+
+
+def test_menu_lines_join_the_content_they_precede(tokens: HFTokenCounter) -> None:
+    menu = ["Home", "About us", "Products", "Contact", "Blog"]
+    elements = [Element(line, "Title") for line in menu] + [
+        Element("Vitamin D and bone health", "Title"),
+        Element(_prose(3), "NarrativeText", headings=("Vitamin D and bone health",)),
+        Element("Related posts", "Title", headings=("Vitamin D and bone health",)),
+        Element(
+            "Ten tips for healthy sleep",
+            "ListItem",
+            headings=("Vitamin D and bone health", "Related posts"),
+        ),
+    ]
+    chunks = Chunker(ChunkingSettings(size=256, overlap=0), tokens).run(_doc(elements))
+    assert len(chunks) == 1, [c.text for c in chunks]
+    text = chunks[0].text
+    assert text.startswith("Home About us Products Contact Blog\n\n")
+    # Headings stay as context, written above the text they head.
+    assert "Vitamin D and bone health\n" + _prose(3) in text
+    assert "Related posts\nTen tips for healthy sleep" in text
+    assert chunks[0].headings == ()  # the path the merged parts share
+    assert chunks[0].token_count == tokens.count([text])[0]
+
+
+def test_small_sections_merge_within_the_budget(tokens: HFTokenCounter) -> None:
+    elements = []
+    for i in range(30):
+        heading = f"Question {i}"
+        elements.append(Element(heading, "Title", headings=("FAQ",)))
+        elements.append(
+            Element(f"Answer {i} is short but real.", "NarrativeText", headings=("FAQ", heading))
+        )
+    settings = ChunkingSettings(size=64, overlap=0, min_tokens=32)
+    chunks = Chunker(settings, tokens).run(_doc(elements))
+    assert 3 <= len(chunks) < 30
+    assert all(c.token_count <= 64 for c in chunks)
+    assert all(c.token_count == tokens.count([c.text])[0] for c in chunks), "measure is exact"
+    assert all(c.headings == ("FAQ",) and c.text.startswith("FAQ\n\n") for c in chunks)
+    joined = "\n".join(c.text for c in chunks)
+    assert all(f"Question {i}\nAnswer {i} is short but real." in joined for i in range(30))
+    # min_tokens 0 restores one chunk per section.
+    plain = Chunker(ChunkingSettings(size=64, overlap=0, min_tokens=0), tokens).run(_doc(elements))
+    assert len(plain) == 30
+
+
+def test_small_prose_never_merges_into_tables_or_other_sheets(tokens: HFTokenCounter) -> None:
+    html = "<table><tr><th>Name</th><th>Qty</th></tr><tr><td>a</td><td>1</td></tr></table>"
+    elements = [
+        Element("Note one.", "NarrativeText", sheet="S1"),
+        Element("flattened", "Table", sheet="S1", table_html=html),
+        Element("Note two.", "NarrativeText", sheet="S1"),
+        Element("Note three.", "NarrativeText", sheet="S2"),
+    ]
+    chunks = Chunker(ChunkingSettings(size=128, overlap=0), tokens).run(_doc(elements))
+    assert [(c.category, c.sheet, c.text) for c in chunks] == [
+        ("text", "S1", "Note one."),
+        ("table", "S1", "| Name | Qty |\n| a | 1 |"),
+        ("text", "S1", "Note two."),
+        ("text", "S2", "Note three."),
+    ]
 
 
 def test_tables_split_on_rows_with_header_repeated(tokens: HFTokenCounter) -> None:
@@ -79,15 +145,27 @@ def test_tables_split_on_rows_with_header_repeated(tokens: HFTokenCounter) -> No
     assert seen_rows == [f"| item {i} | {i * 3} units |" for i in range(40)], "no row lost or split"
 
 
-def test_repeated_chunks_in_a_document_are_dropped(tokens: HFTokenCounter) -> None:
+def test_repeated_text_in_a_document_is_dropped(tokens: HFTokenCounter) -> None:
+    """Small sections now merge, so the repeat is dropped as an element, not a chunk."""
     elements = [
         Element("Confidential footer text.", "NarrativeText", headings=("A",)),
         Element("Body A.", "NarrativeText", headings=("B",)),
         Element("Confidential footer text.", "NarrativeText", headings=("A",)),
     ]
-    chunks = Chunker(ChunkingSettings(size=64, overlap=0), tokens).run(_doc(elements))
-    texts = [c.text for c in chunks]
-    assert len(texts) == len(set(texts)) == 2
+    chunker = Chunker(ChunkingSettings(size=64, overlap=0), tokens)
+    result = chunker.chunk(_doc(elements))
+    joined = " ".join(c.text for c in result.chunks)
+    assert joined.count("Confidential footer text.") == 1 and "Body A." in joined
+    assert result.repeats_dropped == 1
+    # Whole repeated chunks are dropped too (merging off; short repeats pass the element
+    # filter, so the same section comes back as the same chunk).
+    plain = Chunker(ChunkingSettings(size=64, overlap=0, min_tokens=0), tokens)
+    again = [
+        Element("Body A.", "NarrativeText", headings=("B",)),
+        Element("Body C.", "NarrativeText", headings=("C",)),
+        Element("Body A.", "NarrativeText", headings=("B",)),
+    ]
+    assert [c.text for c in plain.run(_doc(again))] == ["B\n\nBody A.", "C\n\nBody C."]
 
 
 def test_single_oversized_sentence_is_cut_at_token_boundaries(tokens: HFTokenCounter) -> None:

@@ -97,9 +97,11 @@ def test_cli_ingest_collections_delete(example_docs: Path, tmp_path: Path) -> No
     result = runner.invoke(app, ["ingest", str(docs), "-c", "cli"], env=env)
     assert result.exit_code == 0, result.output
     assert "ingested" in result.output and "empty file" in result.output
+    assert "chunk size: median" in result.output and "under 32 tokens" in result.output
 
     listing = runner.invoke(app, ["collections"], env=env)
     assert "cli" in listing.output and "flat" in listing.output
+    assert "median" in listing.output and "tokens" in listing.output
 
     gone = runner.invoke(app, ["delete", str(docs / "simple-table.md"), "-c", "cli"], env=env)
     assert gone.exit_code == 0 and "deleted" in gone.output

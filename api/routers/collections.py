@@ -64,6 +64,8 @@ def _info(info: CollectionInfo) -> CollectionOut:
         index_kind=info.index_kind,
         size_bytes=info.size_bytes,
         embedding_model=info.embedding_model,
+        median_chunk_tokens=info.chunk_sizes.median_tokens,
+        small_chunk_share=info.chunk_sizes.share_small,
     )
 
 

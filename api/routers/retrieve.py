@@ -12,6 +12,7 @@ from ragline.api.deps import PrincipalDep, ServicesDep
 from ragline.api.errors import ApiError
 from ragline.api.routers.common import ERRORS
 from ragline.api.schemas import ContextOut, PassageOut, RetrieveRequest, RetrieveResponse
+from ragline.api.serving.chat import parse_conversation
 from ragline.retrieve.types import MetadataFilter, RetrievalRequest
 
 router = APIRouter(tags=["retrieval"])
@@ -33,8 +34,12 @@ async def retrieve(
             "filters.sources holds file names or their patterns, without '/'",
             param="filters.sources",
         )
+    question, turns = body.query or "", []
+    if body.messages is not None:
+        conversation = parse_conversation(body.messages)
+        question, turns = conversation.question, conversation.turns()
     request = RetrievalRequest(
-        body.query,
+        question,
         top_k=body.top_k,
         rerank=body.rerank,
         mode=body.mode,
@@ -48,12 +53,13 @@ async def retrieve(
         ),
     )
     started = time.perf_counter()
-    result = await asyncio.to_thread(opened.retrieve, request)
+    result = await asyncio.to_thread(opened.retrieve, request, turns)
     services.metrics.observe_retrieval(result.timings.stages, time.perf_counter() - started)
     context = result.context
     return RetrieveResponse(
         collection=body.collection,
-        query=body.query,
+        query=question,
+        rewrite=result.rewrite,
         cache_hit=result.cache_hit,
         passages=[
             PassageOut(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import ClassVar
 
@@ -42,8 +42,11 @@ from ragline.service.registry import OpenCollection
 @dataclass(slots=True)
 class Conversation:
     question: str
-    history: list[ChatTurn]
-    previous: tuple[str, str] | None  # the last (question, answer) pair, for prefetch
+    history: list[ChatTurn]  # the turns before the question
+
+    def turns(self) -> list[tuple[str, str]]:
+        """(role, text) pairs, for retrieval with the conversation."""
+        return [(turn.role, turn.content) for turn in self.history]
 
 
 @dataclass(slots=True)
@@ -63,6 +66,7 @@ class PreparedAnswer:
     opened: OpenCollection
     options: SamplingOptions
     started: float  # perf_counter when the HTTP request arrived
+    abstain: bool = False  # nothing relevant retrieved: say so, generate nothing
 
 
 @dataclass(slots=True)
@@ -92,12 +96,7 @@ def parse_conversation(messages: list[ChatMessage]) -> Conversation:
         for m in messages[:-1]
         if m.text.strip()
     ]
-    previous = None
-    for i in range(len(history) - 1, 0, -1):
-        if history[i].role == "assistant" and history[i - 1].role == "user":
-            previous = (history[i - 1].content, history[i].content)
-            break
-    return Conversation(question, history, previous)
+    return Conversation(question, history)
 
 
 def collection_name(services: Services, body: ChatCompletionRequest) -> str:
@@ -161,14 +160,17 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
             compress=None if services.settings.generation.context == "compressed" else False,
         )
         retrieving = time.perf_counter()
-        retrieval = await asyncio.to_thread(checked.opened.retrieve, request, conversation.previous)
+        retrieval = await asyncio.to_thread(checked.opened.retrieve, request, conversation.turns())
         self.metrics.observe_retrieval(retrieval.timings.stages, time.perf_counter() - retrieving)
+        abstain = await self._nothing_relevant(checked.opened, retrieval)
         assert checked.options.max_tokens is not None
         try:
+            # Abstaining, the prompt is still built (without sources): a conversation too
+            # long for the model is the client's error either way.
             prompt = await asyncio.to_thread(
                 services.generator.build_prompt,
                 conversation.question,
-                retrieval,
+                replace(retrieval, passages=[]) if abstain else retrieval,
                 conversation.history,
                 checked.options.max_tokens,
             )
@@ -183,11 +185,26 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
             checked.opened,
             checked.options,
             started,
+            abstain,
         )
 
+    async def _nothing_relevant(self, opened: OpenCollection, retrieval: RetrievalResult) -> bool:
+        """No passage reaches ``generation.abstain_below`` (cosine with the question)."""
+        threshold = self.services.settings.generation.abstain_below
+        if threshold <= 0:
+            return False
+        if not retrieval.passages:
+            return True
+        return await asyncio.to_thread(opened.relevance, retrieval) < threshold
+
     async def answer(self, prepared: PreparedAnswer, state: AnswerState) -> AsyncIterator[str]:
-        """The answer's text pieces, recording citations and stats into ``state``; once
-        the answer is complete, the next turn's context is prefetched."""
+        """The answer's text pieces, recording citations and stats into ``state``."""
+        if prepared.abstain:
+            message = self.services.settings.generation.abstain_message
+            state.text.append(message)
+            state.stats = GenerationStats(finish_reason="stop")
+            yield message
+            return
         deltas = self.services.generator.stream(prepared.prompt, prepared.options)
         async for delta in self.generate(deltas, prepared.started):
             state.text.append(delta.text)
@@ -196,8 +213,6 @@ class ServingChat(ServingBase[ChatCompletionRequest, CheckedChat, PreparedAnswer
                 state.attributed = delta.attributed
                 state.stats = delta.stats or GenerationStats()
             yield delta.text
-        if self.services.settings.cache.prefetch:
-            prepared.opened.prefetch(prepared.question, "".join(state.text), prepared.request)
 
     def _sources(self, state: AnswerState, prepared: PreparedAnswer) -> list[SourceOut]:
         snippet_chars = self.services.settings.api.snippet_chars

@@ -42,15 +42,27 @@ def ingest(
 @app.command("collections")
 def list_collections() -> None:
     """List collections with their document and chunk counts."""
+    from ragline.cli.progress import chunk_size_cells
     from ragline.service.collections import CollectionService
     from ragline.service.components import Components
 
-    table = Table("collection", "documents", "chunks", "index", "generation", "size", "model")
+    table = Table(
+        "collection",
+        "documents",
+        "chunks",
+        "median tokens",
+        "chunks < 32 tok",
+        "index",
+        "generation",
+        "size",
+        "model",
+    )
     for info in CollectionService(Components(load())).infos():
         table.add_row(
             info.name,
             str(info.documents),
             str(info.chunks),
+            *chunk_size_cells(info.chunk_sizes),
             info.index_kind,
             str(info.generation),
             f"{info.size_bytes / 2**20:.1f} MiB",

@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ragline.ingest.pipeline import FileOutcome, IngestReport, Status
+from ragline.ingest.types import SMALL_CHUNK_TOKENS, ChunkSizeStats
 
 
 class RichIngestProgress:
@@ -84,6 +85,14 @@ def render_report(console: Console, report: IngestReport) -> None:
         f"{len(report.outcomes)} files in {report.seconds:.1f}s · "
         f"{report.chunks_embedded} chunks embedded at {embed_rate:.1f}/s"
     )
+    stats = report.chunk_stats
+    if stats.chunks:
+        median, small = chunk_size_cells(stats)
+        console.print(
+            f"chunk size: median {median} tokens, {small} under {SMALL_CHUNK_TOKENS} tokens · "
+            f"{report.boilerplate_dropped} boilerplate elements left out, "
+            f"{report.small_merged} small chunks merged"
+        )
     if report.failures:
         errors = Table(title="files with errors", show_header=True)
         errors.add_column("file", overflow="fold")
@@ -91,3 +100,10 @@ def render_report(console: Console, report: IngestReport) -> None:
         for outcome in report.failures:
             errors.add_row(outcome.source, outcome.detail)
         console.print(errors)
+
+
+def chunk_size_cells(stats: ChunkSizeStats) -> tuple[str, str]:
+    """(median tokens, share of small chunks) as table cells; '-' without chunks."""
+    if stats.median_tokens is None or stats.share_small is None:
+        return "-", "-"
+    return f"{stats.median_tokens:.0f}", f"{stats.share_small:.0%}"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from ragline.cli.app import CollectionOpt, app, collection_name, console, err_console, fail
 from ragline.cli.app import settings as load
+
+if TYPE_CHECKING:
+    from ragline.retrieve.types import Mode
 
 
 @app.command()
@@ -85,7 +88,11 @@ def query(
 @app.command("eval")
 def evaluate(
     dataset: Annotated[
-        Path, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+        Path,
+        typer.Argument(
+            help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/), or a folder of files/ "
+            "with queries.jsonl + qrels/ keyed by file path, or questions.jsonl"
+        ),
     ],
     split: Annotated[str, typer.Option(help="qrels split to score")] = "test",
     modes: Annotated[
@@ -97,8 +104,12 @@ def evaluate(
     ] = None,
     out: Annotated[Path, typer.Option(help="folder for eval.csv/.md/.png")] = Path("var/eval"),
     max_queries: Annotated[int | None, typer.Option(help="evaluate the first N queries")] = None,
+    baselines: Annotated[
+        bool, typer.Option(help="files: also rank whole documents (plain MiniLM, BM25)")
+    ] = True,
 ) -> None:
-    """Score retrieval configurations on a BEIR dataset: quality and latency, table + plot."""
+    """Score retrieval on a BEIR dataset (quality and latency, table + plot), or on a folder
+    of files ingested through the real parse → chunk path, scored per document."""
     from ragline.envinfo import environment
     from ragline.evaluation.beir import load_beir
     from ragline.evaluation.evaluate import Evaluator, parse_sweep
@@ -115,8 +126,15 @@ def evaluate(
     if unknown := set(names) - set(MODES):
         fail(f"unknown modes {sorted(unknown)}; choose from {MODES}")
     chosen = [m for m in MODES if m in names]
+    from ragline.evaluation.files import is_file_eval
+
+    if is_file_eval(dataset):
+        if sweep:
+            fail("--sweep is for BEIR folders; set chunking options in the settings instead")
+        _evaluate_files(dataset, split, chosen, out, max_queries, baselines)
+        return
     if not (dataset / "corpus.jsonl").exists():
-        fail(f"{dataset} is not a BEIR folder (no corpus.jsonl)")
+        fail(f"{dataset} is neither a BEIR folder (no corpus.jsonl) nor a folder of files/")
     data = load_beir(dataset, split)
     if max_queries:
         data.queries = dict(list(data.queries.items())[:max_queries])
@@ -145,6 +163,47 @@ def evaluate(
     ]
     path = write_results(rows, out, f"Retrieval on {dataset.name} ({split})", notes)
     console.print(f"wrote {path}, eval.csv and eval.png in {out}")
+
+
+def _evaluate_files(
+    dataset: Path,
+    split: str,
+    modes: list[Mode],
+    out: Path,
+    max_queries: int | None,
+    baselines: bool,
+) -> None:
+    from ragline.envinfo import environment
+    from ragline.evaluation.file_report import write_file_results
+    from ragline.evaluation.files import FileEvaluator, load_file_eval
+
+    settings = load()
+    data = load_file_eval(dataset, split)
+    if max_queries:
+        data.queries = dict(list(data.queries.items())[:max_queries])
+    evaluator = FileEvaluator(settings, data, dataset.name, log=console.print)
+    try:
+        summary = evaluator.ingest()
+        rows = [evaluator.retrieval(mode) for mode in modes]
+        if baselines:
+            rows += evaluator.baselines()
+    finally:
+        evaluator.close()
+    for row in rows:
+        console.print(
+            f"{row.label:34} recall@5 {row.recall5:.4f}  nDCG@10 {row.ndcg10:.4f}  "
+            f"p50 {row.p50_ms:.1f} ms"
+        )
+    notes = [
+        f"`ragline eval {dataset.name} --split {split}` · {len(data.queries)} queries · "
+        f"embedding {settings.embedding.model} · chunk {settings.chunking.size} / overlap "
+        f"{settings.chunking.overlap}",
+        "Environment: " + environment(["unstructured", "faiss-cpu", "bm25s", "torch"]),
+        "Per document: a file counts once however many of its chunks rank; recall@k is the "
+        "share of judged files among the files of the top k passages.",
+    ]
+    path = write_file_results(summary, rows, out, f"Retrieval through files: {dataset.name}", notes)
+    console.print(f"wrote {path} and file_eval.csv in {out}")
 
 
 reranker_app = typer.Typer(no_args_is_help=True, help="the cross-encoder reranker")

@@ -29,3 +29,21 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[index]
+
+
+# Passage lists mapped to their documents (repeats kept): a document's gain counts at
+# its first passage only, so k passages from one document are worth what one is (what a
+# reader of the top k passages learns), while the repeats still take up ranks.
+# recall_at_k and mrr_at_k already behave so on such lists.
+
+
+def passage_ndcg_at_k(documents: Sequence[str], relevant: dict[str, int], k: int = 10) -> float:
+    seen: set[str] = set()
+    dcg = 0.0
+    for rank, doc in enumerate(documents[:k]):
+        if doc not in seen:
+            seen.add(doc)
+            dcg += relevant.get(doc, 0) / math.log2(rank + 2)
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    idcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0

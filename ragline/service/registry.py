@@ -1,4 +1,4 @@
-"""Open collections, each with its retriever and prefetcher, shared by all requests.
+"""Open collections, each with its retriever, shared by all requests.
 
 A collection is opened on first use and kept; dropping it (here or by another process)
 is noticed by the docstore file's identity, so a re-created collection is reopened and
@@ -8,13 +8,14 @@ what the cache holds for the old one is dropped (cache keys carry the collection
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ragline.ingest.collection import Collection, CollectionNotFound, validate_name
 from ragline.retrieve.cache import ResultCache
+from ragline.retrieve.conversation import ConversationRetriever, Turn
 from ragline.retrieve.dense import QueryEncoder
-from ragline.retrieve.prefetch import Prefetcher
 from ragline.retrieve.retriever import Retriever
 from ragline.retrieve.types import RetrievalRequest, RetrievalResult, StageTimings
 from ragline.service.collections import LOCK_WAIT_S, CollectionService
@@ -24,7 +25,7 @@ from ragline.service.collections import LOCK_WAIT_S, CollectionService
 class OpenCollection:
     collection: Collection
     retriever: Retriever
-    prefetcher: Prefetcher
+    conversation: ConversationRetriever
     inode: tuple[int, int]
 
     @property
@@ -32,20 +33,18 @@ class OpenCollection:
         """Never written to: no vectors, not even a dimension to search with."""
         return self.collection.config is None
 
-    def retrieve(
-        self, request: RetrievalRequest, previous: tuple[str, str] | None = None
-    ) -> RetrievalResult:
-        """A turn's retrieval (blocking: call from a worker thread)."""
+    def retrieve(self, request: RetrievalRequest, history: Sequence[Turn] = ()) -> RetrievalResult:
+        """A turn's retrieval, with the conversation before it (blocking: call from a
+        worker thread)."""
         if self.empty:
             return RetrievalResult(request.query, [], StageTimings())
-        return self.prefetcher.run_turn(request, previous)
+        return self.conversation.run_turn(request, history)
 
-    def prefetch(self, question: str, answer: str, request: RetrievalRequest) -> None:
-        if not self.empty:
-            self.prefetcher.prefetch(question, answer, request)
+    def relevance(self, result: RetrievalResult) -> float:
+        """The best cosine between the question (or its rewrite) and a passage."""
+        return 0.0 if self.empty else self.conversation.relevance(result)
 
     def close(self) -> None:
-        self.prefetcher.close()
         self.collection.close()
 
 
@@ -58,7 +57,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 class CollectionRegistry:
-    """Collections opened for reading, each with its retriever and prefetcher."""
+    """Collections opened for reading, each with its retriever."""
 
     def __init__(self, collections: CollectionService, cache: ResultCache) -> None:
         self.collections = collections
@@ -94,7 +93,9 @@ class CollectionRegistry:
             retriever = self.components.retriever(
                 collection, cache=self.cache, query_encoder=self.queries
             )
-            opened = OpenCollection(collection, retriever, Prefetcher(retriever), identity)
+            opened = OpenCollection(
+                collection, retriever, ConversationRetriever(retriever), identity
+            )
             self._open[name] = opened
             return opened
 
