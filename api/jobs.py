@@ -108,39 +108,47 @@ class JobProgress:
 
 
 class JobRunner:
-    """One worker task: jobs run one at a time, each in a thread (parsing itself uses
-    worker processes), so the event loop keeps serving answers meanwhile."""
+    """``slots`` worker tasks: each runs one job at a time in a thread (parsing itself
+    uses worker processes), so the event loop keeps serving answers meanwhile, and a job
+    stuck on one slow file holds up its own slot only."""
 
-    def __init__(self, store: JobStore, collections: CollectionService, metrics: Metrics) -> None:
+    def __init__(
+        self, store: JobStore, collections: CollectionService, metrics: Metrics, slots: int = 1
+    ) -> None:
         self.store = store
         self.collections = collections
         self.metrics = metrics
+        self.slots = slots
         self.owner = runner_id()
-        self.current: JobRecord | None = None
+        self.running: dict[str, JobRecord] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name="ingest-jobs")
+        self._tasks = [
+            asyncio.create_task(self._run_forever(slot), name=f"ingest-jobs-{slot}")
+            for slot in range(self.slots)
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     def submit(self, job: JobRecord) -> None:
         self.store.submit(job)
         self._wake.set()
 
     def progress(self) -> tuple[int, int]:
-        job = self.current
-        return (job.files_done, job.files_total) if job else (0, 0)
+        jobs = list(self.running.values())
+        return sum(j.files_done for j in jobs), sum(j.files_total for j in jobs)
 
-    async def _run_forever(self) -> None:
+    async def _run_forever(self, slot: int) -> None:
         recover_at = 0.0
         while True:
-            if time.monotonic() >= recover_at:
+            if slot == 0 and time.monotonic() >= recover_at:
                 with contextlib.suppress(JobQueueUnavailable):
                     await asyncio.to_thread(self.recover)
                 recover_at = time.monotonic() + RECOVER_S
@@ -153,11 +161,11 @@ class JobRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
                 continue
-            self.current = job
+            self.running[job.id] = job
             try:
                 await self._run(job)
             finally:
-                self.current = None
+                del self.running[job.id]
 
     async def _run(self, job: JobRecord) -> None:
         """Run the job in a thread, beating its heart meanwhile."""

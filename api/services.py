@@ -112,7 +112,7 @@ async def build_services(
     cache = make_cache(settings.cache)
     engine = engine_factory(components)
     collections = CollectionService(components, cache)
-    jobs = JobRunner(make_store(settings), collections, metrics)
+    jobs = JobRunner(make_store(settings), collections, metrics, settings.api.ingest_jobs)
     api = settings.api
     services = Services(
         settings=settings,

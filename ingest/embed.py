@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 BUILTIN_PREFIX = "builtin:"
+LOCK_BATCHES = 4  # batches encoded per turn of the lock
 
 
 def resolve_model_path(name: str) -> str:
@@ -64,14 +65,22 @@ class Embedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            vectors = self.model.encode(
-                texts,
-                batch_size=self.settings.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+        # The lock is taken per slice: a book being ingested must not hold every query's
+        # embedding (and so every answer) for the minutes it takes.
+        step = self.settings.batch_size * LOCK_BATCHES
+        parts = []
+        for start in range(0, len(texts), step):
+            with self._lock:
+                parts.append(
+                    self.model.encode(
+                        texts[start : start + step],
+                        batch_size=self.settings.batch_size,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
+                )
+        vectors = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def count_tokens(self, texts: list[str]) -> int:

@@ -20,9 +20,16 @@ from ragline.settings import ParsingSettings
 _MAX_TASKS_PER_WORKER = 100  # recycle workers: some parsers leak memory
 
 
-def _init_worker() -> None:
+def _init_worker(memory_mb: int) -> None:
+    import resource
+
     from ragline.ingest.offline_nlp import use_packaged_spacy_model
 
+    # The heap, not the address space: mapped libraries (torch, onnxruntime) take GBs of
+    # address space they never touch. A file that needs more raises MemoryError (its
+    # reason) or kills this worker (pebble starts another); the others go on.
+    limit = memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     use_packaged_spacy_model()
 
 
@@ -40,6 +47,7 @@ def parse_files(
         max_workers=workers,
         max_tasks=_MAX_TASKS_PER_WORKER,
         initializer=_init_worker,
+        initargs=(settings.worker_memory_mb,),
         context=context,
     ) as pool:
         pending: dict[Future[ParsedDocument], Path] = {
@@ -63,7 +71,10 @@ def _result(
     except TimeoutError:
         error = f"timed out after {settings.file_timeout_s:.0f}s while parsing"
     except ProcessExpired as exc:
-        error = f"parser process died (exit code {exc.exitcode})"
+        error = (
+            f"parser process died (exit code {exc.exitcode}); out of memory? "
+            f"(parsing.worker_memory_mb: {settings.worker_memory_mb})"
+        )
     except Exception as exc:  # a pool-level failure for this file only
         error = f"{type(exc).__name__}: {exc}"
     return _failed(path, error, confined)

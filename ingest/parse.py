@@ -16,6 +16,7 @@ from typing import Any
 
 from ragline.ingest.confine import open_file
 from ragline.ingest.offline_nlp import use_packaged_spacy_model
+from ragline.ingest.plaintext import stream_text
 from ragline.ingest.types import Element, ParsedDocument
 from ragline.settings import ParsingSettings
 
@@ -73,9 +74,12 @@ def parse_file(
             document.content_hash = opened.sha256()  # identifies even a refused file
             _check_size(document.size_bytes, settings)
             document.file_type = detect_file_type(opened.path, opened.confined)
-            document.elements = _partition(
-                opened.path, document.file_type, settings, opened.confined
-            )
+            if document.file_type == "TXT" and opened.size > settings.stream_text_mb * 2**20:
+                document.elements = list(stream_text(opened.path))
+            else:
+                document.elements = _partition(
+                    opened.path, document.file_type, settings, opened.confined
+                )
         if not any(element.text.strip() for element in document.elements):
             raise ValueError("no text extracted (blank, image-only without OCR text, or empty)")
     except Exception as exc:  # per-file isolation: a bad file must never stop the batch
@@ -88,11 +92,25 @@ def parse_file(
 def describe_error(exc: BaseException) -> str:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
+    if isinstance(exc, MemoryError) or _near_memory_limit():
+        return "ran out of memory while parsing (the limit is parsing.worker_memory_mb)"
     if isinstance(exc, UnsupportedFileError | ValueError) and message:
         return message[:300]
     if "password" in message.lower() or "encrypt" in message.lower() or "Password" in name:
         return f"encrypted or password-protected ({name})"
     return f"parser error: {name}: {message}"[:300] if message else f"parser error: {name}"
+
+
+def _near_memory_limit() -> bool:
+    """This process came close to its heap limit: a parser that then fails (libxml2
+    says only "unknown error") most likely failed to allocate."""
+    import resource
+
+    limit, _ = resource.getrlimit(resource.RLIMIT_DATA)
+    if limit == resource.RLIM_INFINITY:
+        return False
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    return peak >= 0.8 * limit
 
 
 def _check_size(size_bytes: int, settings: ParsingSettings) -> None:

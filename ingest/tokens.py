@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+COUNT_BATCH = 1024  # texts per tokenizer call
+WINDOW_CHARS = 100_000  # a longer text is cut (at a space) before it is windowed
+
 
 class TokenCounter(Protocol):
     def count(self, texts: list[str]) -> list[int]: ...
@@ -22,12 +25,19 @@ class HFTokenCounter:
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
 
     def count(self, texts: list[str]) -> list[int]:
-        if not texts:
-            return []
-        encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        return [len(ids) for ids in encoded]
+        # In slices: the tokenizer's output for a whole book at once takes GBs.
+        counts: list[int] = []
+        for start in range(0, len(texts), COUNT_BATCH):
+            batch = texts[start : start + COUNT_BATCH]
+            encoded = self.tokenizer(batch, add_special_tokens=False, verbose=False)
+            counts.extend(len(ids) for ids in encoded["input_ids"])
+        return counts
 
     def windows(self, text: str, max_tokens: int, overlap: int) -> list[str]:
+        if len(text) > WINDOW_CHARS:  # tokenizing a huge span at once takes GBs
+            cut = text.rfind(" ", 0, WINDOW_CHARS) + 1 or WINDOW_CHARS
+            head = self.windows(text[:cut], max_tokens, overlap)
+            return head + self.windows(text[cut:], max_tokens, overlap)
         encoded = self.tokenizer(
             text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )

@@ -54,6 +54,18 @@ class ParsingSettings(BaseModel):
     workers: int = _field(2, "parsing processes", ge=1)
     file_timeout_s: float = _field(600.0, "per file; a 1,225-page book takes ~75 s alone", gt=0)
     max_file_mb: float = _field(100.0, "larger files are refused with a reason", gt=0)
+    worker_memory_mb: int = _field(
+        2048,
+        "heap (RLIMIT_DATA) of each parse process: a file that needs more fails with a "
+        "reason instead of taking the machine's memory (normal files peak below 900)",
+        ge=256,
+    )
+    stream_text_mb: float = _field(
+        1.0,
+        "plain-text files above this are read as a stream of paragraphs by ragline "
+        "(unstructured's text partitioner takes minutes and GBs on tens of MB)",
+        gt=0,
+    )
 
 
 class ChunkingSettings(BaseModel):
@@ -287,6 +299,12 @@ class ApiSettings(BaseModel):
     )
     upload_extensions: list[str] = _field(
         lambda: list(UPLOAD_EXTENSIONS), "file types an upload may have"
+    )
+    ingest_jobs: int = _field(
+        2,
+        "ingestion jobs one server runs at once, each with parsing.workers processes: a "
+        "job held up by a slow file leaves the others going",
+        ge=1,
     )
     ingest_roots: list[Path] = _field(
         list, 'server folders JSON {"paths": [...]} ingestion may read; none: refused'

@@ -710,3 +710,148 @@ def test_with_keys_operations_need_one_and_health_tells_no_counts(
         assert anonymous.status_code == 200 and anonymous.json()["collections"] is None
         tenant = http.get("/health", headers={"Authorization": f"Bearer {KEY}"})
         assert tenant.json()["collections"] == 1
+
+
+# -- 4. memory and time are bounded per file; one hostile file stalls nobody else -------
+
+
+def _big_text(path: Path, mib: int) -> Path:
+    """Varied lines (a parser's caches must not make it look fast), blank-line paragraphs."""
+    import random
+
+    pick = random.Random(12).choice
+    words = [
+        "harbour",
+        "keeper",
+        "tide",
+        "wind",
+        "boats",
+        "watch",
+        "north",
+        "storm",
+        "calm",
+        "rope",
+        "lamp",
+        "dawn",
+    ]
+    with path.open("w") as out:
+        size, n = 0, 0
+        while size < mib * 2**20:
+            n += 1
+            line = f"Watch {n}: " + " ".join(pick(words) for _ in range(9)) + ".\n"
+            line += "\n" if n % 5 == 0 else ""
+            out.write(line)
+            size += len(line)
+    return path
+
+
+def test_a_large_plain_text_is_read_as_a_stream(tmp_path: Path) -> None:
+    """20 MiB of text: unstructured's partitioner took over ten minutes and ~1 GB."""
+    from ragline.ingest.parallel import parse_files
+    from ragline.settings import ParsingSettings
+
+    text = _big_text(tmp_path / "log.txt", 20)
+    started = time.monotonic()
+    settings = ParsingSettings(workers=1, file_timeout_s=60)
+    [document] = list(parse_files([text], settings))
+    assert document.ok, document.error
+    assert time.monotonic() - started < 60
+    assert len(document.elements) <= text.stat().st_size // 2000  # packed, not per line
+    words = sum(len(e.text.split()) for e in document.elements)
+    assert words == len(text.read_text().split())  # nothing lost
+
+
+def _hostile_docx(path: Path, paragraphs: int) -> Path:
+    """A small zip that unpacks into a DOCX of ``paragraphs`` one-letter paragraphs."""
+    import zipfile
+
+    package = "http://schemas.openxmlformats.org/package/2006"
+    office = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    main = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+    word = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            "[Content_Types].xml",
+            f'<Types xmlns="{package}/content-types">'
+            '<Default Extension="rels" '
+            'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+            '<Default Extension="xml" ContentType="application/xml"/>'
+            f'<Override PartName="/word/document.xml" ContentType="{main}"/></Types>',
+        )
+        z.writestr(
+            "_rels/.rels",
+            f'<Relationships xmlns="{package}/relationships"><Relationship Id="rId1" '
+            f'Type="{office}/officeDocument" Target="word/document.xml"/></Relationships>',
+        )
+        with z.open("word/document.xml", "w") as out:
+            out.write(f'<w:document xmlns:w="{word}"><w:body>'.encode())
+            for _ in range(paragraphs // 10_000):
+                out.write(b"<w:p><w:r><w:t>x</w:t></w:r></w:p>" * 10_000)
+            out.write(b"</w:body></w:document>")
+    return path
+
+
+def test_a_hostile_docx_fails_on_the_memory_limit_and_the_batch_goes_on(tmp_path: Path) -> None:
+    """1.5 M paragraphs in 150 kB: without a limit the parser takes 1.3 GB at once and
+    then works for minutes; with one it fails at once, with the reason."""
+    from ragline.ingest.parallel import parse_files
+    from ragline.settings import ParsingSettings
+
+    bomb = _hostile_docx(tmp_path / "bomb.docx", 1_500_000)
+    note = tmp_path / "note.txt"
+    note.write_text("A small note about the tides.")
+    settings = ParsingSettings(workers=1, file_timeout_s=60, worker_memory_mb=1024)
+    started = time.monotonic()
+    results = {Path(d.source).name: d for d in parse_files([bomb, note], settings)}
+    assert results["note.txt"].ok
+    assert results["bomb.docx"].error is not None and "memory" in results["bomb.docx"].error
+    assert time.monotonic() - started < 50
+
+
+def test_token_counts_and_embeddings_go_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A book's chunks are tokenized in bounded batches, and embedded taking the model's
+    lock per slice (queries get their turn meanwhile)."""
+    import numpy as np
+
+    from ragline.ingest import tokens
+    from ragline.ingest.embed import LOCK_BATCHES, Embedder
+    from ragline.settings import EmbeddingSettings
+
+    calls: list[int] = []
+    counter = tokens.HFTokenCounter.__new__(tokens.HFTokenCounter)
+    counter.tokenizer = lambda texts, **_: (
+        calls.append(len(texts))
+        or {  # type: ignore[assignment]
+            "input_ids": [[1, 2]] * len(texts)
+        }
+    )
+    assert counter.count(["a b"] * 3000) == [2] * 3000
+    assert max(calls) <= tokens.COUNT_BATCH
+
+    class Model:
+        def encode(self, texts: list[str], **_: Any) -> np.ndarray:
+            calls.append(len(texts))
+            return np.ones((len(texts), 4), np.float32)
+
+    embedder = Embedder(EmbeddingSettings(batch_size=8))
+    embedder.__dict__["model"] = Model()  # the cached_property, filled
+    calls.clear()
+    assert embedder.encode(["t"] * 1000).shape == (1000, 4)
+    assert max(calls) == 8 * LOCK_BATCHES and sum(calls) == 1000
+
+
+def test_a_job_held_up_does_not_hold_up_other_collections(app: App, tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    lock = FileLock(str(app.settings.storage.collections_dir / "notes" / ".write.lock"))
+    with app.http() as http, lock:  # the "notes" job cannot write: it waits
+        held = http.post(
+            "/v1/collections/notes/documents", files=[("files", ("held.txt", b"Held up."))]
+        ).json()
+        other = http.post(
+            "/v1/collections/elsewhere/documents", files=[("files", ("free.txt", b"Free."))]
+        ).json()
+        assert _wait_job(http, other, timeout=60)["status"] == "succeeded"
+        assert http.get(f"/v1/jobs/{held['id']}").json()["status"] in ("queued", "running")
+    with app.http() as http:
+        assert _wait_job(http, held)["status"] == "succeeded"
