@@ -73,6 +73,12 @@ CREATE INDEX IF NOT EXISTS element_keys_doc ON element_keys(doc_id);
 _SQL_BATCH = 900  # bound parameters per statement, under SQLite's oldest limit (999)
 
 
+def _batches(items: Sequence[Any]) -> Iterator[list[Any]]:
+    """``items`` in slices small enough to bind as one statement's parameters."""
+    for start in range(0, len(items), _SQL_BATCH):
+        yield list(items[start : start + _SQL_BATCH])
+
+
 _CHUNK_SELECT = (
     "SELECT chunk_id, doc_id, source, position, text, category, page, sheet, headings,"
     " token_count, chunks.content_hash, table_html, metadata"
@@ -258,16 +264,14 @@ class DocStore:
         """For each key, how many stored documents hold it, not counting
         ``exclude_sources`` (documents about to be replaced)."""
         counts: dict[int, int] = {}
-        for start in range(0, len(keys), _SQL_BATCH):
-            part = list(keys[start : start + _SQL_BATCH])
+        for part in _batches(keys):
             rows = self.conn.execute(
                 "SELECT key, COUNT(*) FROM element_keys "
                 f"WHERE key IN ({','.join('?' * len(part))}) GROUP BY key",
                 part,
             ).fetchall()
             counts.update((int(key), int(n)) for key, n in rows)
-        for start in range(0, len(exclude_sources), _SQL_BATCH):
-            names = list(exclude_sources[start : start + _SQL_BATCH])
+        for names in _batches(exclude_sources):
             rows = self.conn.execute(
                 "SELECT key FROM element_keys JOIN documents USING (doc_id) "
                 f"WHERE source IN ({','.join('?' * len(names))})",
@@ -383,8 +387,7 @@ class DocStore:
         """(ids, vectors) of the chunks among ``chunk_ids`` that exist, in id order."""
         ids: list[int] = []
         blobs: list[bytes] = []
-        for start in range(0, len(chunk_ids), 10_000):
-            batch = [int(i) for i in chunk_ids[start : start + 10_000]]
+        for batch in _batches([int(i) for i in chunk_ids]):
             marks = ",".join("?" * len(batch))
             rows = self.conn.execute(
                 f"SELECT chunk_id, vector FROM chunks WHERE chunk_id IN ({marks})"
@@ -399,8 +402,7 @@ class DocStore:
     def texts_by_id(self, chunk_ids: Sequence[int]) -> list[tuple[int, str]]:
         """(id, text) of the chunks among ``chunk_ids`` that exist."""
         pairs: list[tuple[int, str]] = []
-        for start in range(0, len(chunk_ids), 10_000):
-            batch = [int(i) for i in chunk_ids[start : start + 10_000]]
+        for batch in _batches([int(i) for i in chunk_ids]):
             marks = ",".join("?" * len(batch))
             pairs += self.conn.execute(
                 f"SELECT chunk_id, text FROM chunks WHERE chunk_id IN ({marks})", batch
@@ -420,8 +422,7 @@ class DocStore:
     def vectors(self, chunk_ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
         """chunk id -> its stored embedding, for the chunks that exist."""
         found: dict[int, np.ndarray] = {}
-        for start in range(0, len(chunk_ids), _SQL_BATCH):
-            part = [int(i) for i in chunk_ids[start : start + _SQL_BATCH]]
+        for part in _batches([int(i) for i in chunk_ids]):
             marks = ",".join("?" * len(part))
             rows = self.conn.execute(
                 f"SELECT chunk_id, vector FROM chunks WHERE chunk_id IN ({marks})", part
@@ -433,8 +434,7 @@ class DocStore:
     def document_ids(self, chunk_ids: Sequence[int]) -> dict[int, int]:
         """chunk id -> document id, for the chunks that exist."""
         found: dict[int, int] = {}
-        for start in range(0, len(chunk_ids), _SQL_BATCH):
-            part = [int(i) for i in chunk_ids[start : start + _SQL_BATCH]]
+        for part in _batches([int(i) for i in chunk_ids]):
             marks = ",".join("?" * len(part))
             rows = self.conn.execute(
                 f"SELECT chunk_id, doc_id FROM chunks WHERE chunk_id IN ({marks})", part
