@@ -228,16 +228,16 @@ class IngestPipeline:
             for document, document_keys in zip(window, keys, strict=True):
                 report.parse_seconds += document.parse_seconds
                 chunking = self.chunker.chunk(document, boilerplate) if document.ok else None
+                if chunking is not None and not chunking.chunks and chunking.boilerplate_dropped:
+                    # Text that other documents repeat is still this document's whole
+                    # content (copies of one e-mail, say): keep it rather than lose it.
+                    chunking = self.chunker.chunk(document)
                 chunks = chunking.chunks if chunking is not None else []
                 if chunking is not None:
                     report.boilerplate_dropped += chunking.boilerplate_dropped
                     report.small_merged += chunking.merged
                 if not chunks:
-                    reason = document.error or (
-                        "only navigation boilerplate"
-                        if chunking is not None and chunking.boilerplate_dropped
-                        else "no chunks after cleaning"
-                    )
+                    reason = document.error or "no chunks after cleaning"
                     outcome = FileOutcome(
                         document.source, Status.FAILED, file_type=document.file_type, detail=reason
                     )
