@@ -55,9 +55,9 @@ class ParsingSettings(BaseModel):
     file_timeout_s: float = _field(600.0, "per file; a 1,225-page book takes ~75 s alone", gt=0)
     max_file_mb: float = _field(100.0, "larger files are refused with a reason", gt=0)
     worker_memory_mb: int = _field(
-        2048,
+        4096,
         "heap (RLIMIT_DATA) of each parse process: a file that needs more fails with a "
-        "reason instead of taking the machine's memory (normal files peak below 900)",
+        "reason instead of taking the machine's memory (at 2048 some example-docs failed)",
         ge=256,
     )
     stream_text_mb: float = _field(

@@ -82,6 +82,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> It
         "RAGLINE_API__MAX_ACTIVE_GENERATIONS": "1",
         "RAGLINE_API__MAX_QUEUED": "1",
         "RAGLINE_API__RETRY_AFTER_S": "1",
+        # The Stop test needs a long answer to a question the samples do not cover.
+        "RAGLINE_GENERATION__ABSTAIN_BELOW": "0",
         "RAGLINE_API__KEYS": json.dumps([{"sha256": key_hash(ADMIN_KEY), "name": "admin"}]),
     }
     process = ServeProcess(env, root / "server.log")  # jobs and cache in-process
