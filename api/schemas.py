@@ -318,6 +318,10 @@ class CollectionOut(BaseModel):
     small_chunk_share: float | None = Field(
         default=None, description="share of chunks under 32 tokens"
     )
+    embedding_runtimes: list[str] = Field(
+        default_factory=list,
+        description="runtimes that made this collection's vectors (e.g. openvino-int8)",
+    )
 
 
 class CollectionList(BaseModel):
@@ -395,3 +399,7 @@ class Health(BaseModel):
     )
     generation: dict[str, int]
     ingest_queue: int
+    encoders: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the runtime each encoder chose (backend-precision, gate, speed-up)",
+    )

@@ -108,7 +108,11 @@ async def build_services(
     """Start everything; the engine inside the running loop (vLLM's AsyncLLM needs it)."""
     components = Components(settings)
     embedder = components.embedder
-    await asyncio.to_thread(lambda: embedder.dimension)  # load the model before serving
+    # Load the models and settle their runtimes (timed once per machine) before serving.
+    await asyncio.to_thread(lambda: embedder.runtime)
+    if components.reranker_available:
+        reranker = components.reranker()
+        await asyncio.to_thread(lambda: reranker.runtime)
     cache = make_cache(settings.cache)
     engine = engine_factory(components)
     collections = CollectionService(components, cache)

@@ -1,6 +1,6 @@
 """Every benchmark, side by side with its peers, then the README results section.
 
-    python -m bench [--quick] [--only STAGE,...]   # ingest, query, generate, load, report
+    python -m bench [--quick] [--only STAGE,...]   # ingest, backends, query, generate, load, report
     python -m bench STAGE [ARGS...]                # one stage, with its own options
 
 Run it from the benchmark environment (``bash scripts/bench-env.sh`` makes .venv-bench:
@@ -30,9 +30,10 @@ import httpx
 from ragline.settings import PROJECT_ROOT
 from ragline.tables import write_markdown_and_csv
 
-STAGES = ("ingest", "query", "generate", "load", "report")
+STAGES = ("ingest", "backends", "query", "generate", "load", "report")
 QUICK_ARGS = {
     "ingest": ["--quick"],
+    "backends": ["--quick"],
     "query": ["--quick"],
     "generate": ["--pairs", "2", "--max-tokens", "16"],
     "load": ["--concurrency", "1,4", "--duration", "15"],

@@ -272,8 +272,37 @@ def tuning_lines(results: Path, link: Callable[[str], str]) -> list[str]:
     return lines
 
 
+def backends_line(results: Path, link: Callable[[str], str]) -> str:
+    """The runtime ``auto`` chose, per passage length, against the plain fp32 loop and
+    the GEMM ceiling at its precision; then the reranker's fastest gated runtime."""
+    rows = read_rows(results / "backends.csv")
+    parts = []
+    for row in rows:
+        if row["runtime"].endswith("(auto)"):
+            parts.append(
+                f"{row['runtime'].removesuffix(' (auto)')} at {row['tokens']} tokens: "
+                f"{row['passages/s']} passages/s, "
+                + ratio_words(row["÷ plain fp32 loop"], "the plain fp32 loop", "rate")
+                + f", {row['% of GEMM rate at its precision']} of the GEMM rate at its "
+                f"precision, cosine to fp32 {row['cosine to fp32 mean / min']} (mean / min)"
+            )
+    if not parts:
+        raise ValueError("no (auto) row in backends.csv")
+    rerank = results / "backends-rerank.csv"
+    if rerank.exists():
+        gated = [r for r in read_rows(rerank) if float(r["rank correlation to fp32"]) >= 0.95]
+        best = min(gated, key=lambda r: float(r["p50 ms"]))
+        parts.append(
+            f"rerank@20 p50 {best['p50 ms']} ms with {best['runtime']} "
+            f"({best['speed ÷ torch fp32']} torch fp32, rank correlation "
+            f"{best['rank correlation to fp32']})"
+        )
+    return _bullet("Embedding runtimes", results, "backends", link, parts)
+
+
 SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("ingest.csv", "Ingestion", ingest_line),
+    ("backends.csv", "Embedding runtimes", backends_line),
     ("query.csv", "Query latency", query_line),
     ("generate.csv", "Generation", generate_line),
     ("load.csv", "Load", load_line),

@@ -60,6 +60,9 @@ class CollectionInfo:
     index_kind: str
     size_bytes: int
     chunk_sizes: ChunkSizeStats = field(default_factory=lambda: ChunkSizeStats(0, None, None))
+    # Every runtime that wrote vectors here (e.g. openvino-int8): each passed the quality
+    # gate against torch fp32, which is what makes their vectors interchangeable.
+    embedding_runtimes: list[str] = field(default_factory=list)
 
 
 class Collection:
@@ -135,6 +138,17 @@ class Collection:
                 f"collection {self.name!r} was built with different settings {diff}; "
                 "use a new collection or delete this one"
             )
+
+    def record_runtime(self, runtime: str) -> None:
+        """Note the embedding runtime that is about to write vectors (writer lock held)."""
+        runtimes = self.embedding_runtimes
+        if runtime not in runtimes:
+            self.docstore.set_meta("embedding_runtimes", [*runtimes, runtime])
+
+    @property
+    def embedding_runtimes(self) -> list[str]:
+        value = self.docstore.get_meta("embedding_runtimes")
+        return [str(v) for v in value] if isinstance(value, list) else []
 
     @property
     def config(self) -> dict[str, Any] | None:
@@ -367,4 +381,5 @@ class Collection:
             index_kind=kind,
             size_bytes=size,
             chunk_sizes=ChunkSizeStats.of(self.docstore.token_counts()),
+            embedding_runtimes=self.embedding_runtimes,
         )

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ragline.ingest.forwards import build_forward
+from ragline.ingest.runtime import (
+    REFERENCE,
+    Calibration,
+    Forward,
+    Runtime,
+    RuntimeChoice,
+    calibration_texts,
+    candidates,
+    choice_record,
+    choose,
+    default_export_dir,
+    model_fingerprint,
+)
 from ragline.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
@@ -15,6 +31,7 @@ if TYPE_CHECKING:
 
 BUILTIN_PREFIX = "builtin:"
 LOCK_BATCHES = 4  # batches encoded per turn of the lock
+TIMED_TEXTS = 32  # calibration texts each runtime is timed on (all of them gate it)
 
 
 def resolve_model_path(name: str) -> str:
@@ -40,11 +57,17 @@ def pick_device(preference: str) -> str:
 class Embedder:
     """Loads the model once; ``encode`` is the only hot path. One instance may serve
     queries, ingestion and /v1/embeddings from several threads: calls take turns, since
-    a Hugging Face fast tokenizer must not be used from two threads at once."""
+    a Hugging Face fast tokenizer must not be used from two threads at once.
 
-    def __init__(self, settings: EmbeddingSettings) -> None:
+    The transformer's forward pass runs where ``runtime`` chose (torch or OpenVINO, fp32,
+    bf16 or int8, behind a quality gate); tokenization and pooling stay
+    sentence-transformers' own, so any model it loads keeps its pre- and post-processing.
+    """
+
+    def __init__(self, settings: EmbeddingSettings, export_dir: Path | None = None) -> None:
         self.settings = settings
         self.model_path = resolve_model_path(settings.model)
+        self.export_dir = export_dir or default_export_dir()
         self._lock = threading.Lock()
 
     @cached_property
@@ -62,27 +85,127 @@ class Embedder:
         assert dim is not None
         return int(dim)
 
+    @cached_property
+    def _encoder(self) -> EncoderRuntime:
+        with self._lock:
+            return EncoderRuntime.for_embedder(self)
+
+    @property
+    def runtime(self) -> RuntimeChoice:
+        """What the forward pass runs on, and why (chosen on first use)."""
+        return self._encoder.choice
+
+    @property
+    def runtime_chosen(self) -> bool:
+        return "_encoder" in self.__dict__
+
+    @property
+    def runtime_name(self) -> str:
+        return self.runtime.runtime.name
+
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        # The lock is taken per slice: a book being ingested must not hold every query's
-        # embedding (and so every answer) for the minutes it takes.
-        step = self.settings.batch_size * LOCK_BATCHES
-        parts = []
-        for start in range(0, len(texts), step):
+        encoder = self._encoder
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        with self._lock:
+            lengths = encoder.lengths(texts)
+        batches = token_batches(lengths, self.settings.batch_tokens, self.settings.batch_size)
+        # The lock is taken per few batches: a book being ingested must not hold every
+        # query's embedding (and so every answer) for the minutes it takes.
+        for start in range(0, len(batches), LOCK_BATCHES):
             with self._lock:
-                parts.append(
-                    self.model.encode(
-                        texts[start : start + step],
-                        batch_size=self.settings.batch_size,
-                        normalize_embeddings=True,
-                        convert_to_numpy=True,
-                        show_progress_bar=False,
-                    )
-                )
-        vectors = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+                for batch in batches[start : start + LOCK_BATCHES]:
+                    out[batch] = encoder.embed([texts[i] for i in batch])
+        return out
 
     def count_tokens(self, texts: list[str]) -> int:
         with self._lock:
             return sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
+
+
+def token_batches(lengths: Sequence[int], max_tokens: int, max_items: int) -> list[list[int]]:
+    """Indices grouped longest first, each group's padded size (count x longest) within
+    ``max_tokens`` and ``max_items``: texts of like length share a pass, so short ones
+    stop paying for a long one's padding."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        width = lengths[current[0]] if current else lengths[index]
+        if current and ((len(current) + 1) * width > max_tokens or len(current) >= max_items):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class EncoderRuntime:
+    """A SentenceTransformer whose first module's forward pass runs on the chosen runtime."""
+
+    def __init__(self, model: SentenceTransformer, forward: Forward, choice: RuntimeChoice):
+        self.model = model
+        self.forward = forward
+        self.choice = choice
+        self.tail = list(model)[1:]  # pooling, normalization, ...
+        self.max_length = int(model.max_seq_length or 512)
+
+    @classmethod
+    def for_embedder(cls, embedder: Embedder) -> EncoderRuntime:
+        settings, model = embedder.settings, embedder.model
+        device = pick_device(settings.device)
+        fingerprint = model_fingerprint(embedder.model_path, "embedding", str(model.max_seq_length))
+        texts = calibration_texts()
+        gate_texts, quantize_texts = texts[::2], texts[1::2]
+
+        def build(runtime: Runtime) -> Forward:
+            return build_forward(
+                model[0].auto_model,
+                lambda batch: model.preprocess(batch),
+                runtime,
+                embedder.export_dir / f"embedding-{fingerprint}",
+                quantize_texts,
+            )
+
+        def run(forward: Forward, texts: list[str] = gate_texts) -> np.ndarray:
+            probe = cls(model, forward, RuntimeChoice(REFERENCE, "probe"))
+            lengths = probe.lengths(texts)
+            out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+            for batch in token_batches(lengths, settings.batch_tokens, settings.batch_size):
+                out[batch] = probe.embed([texts[i] for i in batch])
+            return out
+
+        timed_texts = gate_texts[:TIMED_TEXTS]
+        calibration = Calibration(
+            build, run, mean_cosine, lambda forward: run(forward, timed_texts), len(timed_texts)
+        )
+        options = candidates(settings.backend, settings.precision, device)
+        record = choice_record(
+            embedder.export_dir, fingerprint, settings.backend, settings.precision
+        )
+        choice, forward = choose(options, calibration, settings.min_cosine, record)
+        return cls(model, forward, choice)
+
+    def lengths(self, texts: list[str]) -> list[int]:
+        encoded = self.model.tokenizer(
+            texts, truncation=True, max_length=self.max_length, verbose=False
+        )
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        features = self.model.preprocess(texts)
+        features["token_embeddings"] = self.forward(features)
+        for module in self.tail:
+            features = module(features)
+        vectors = features["sentence_embedding"].float().numpy()
+        # Normalized here in fp32, whatever precision the pass ran at (inner product = cosine).
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def mean_cosine(reference: np.ndarray, other: np.ndarray) -> float:
+    a = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    b = other / np.linalg.norm(other, axis=1, keepdims=True)
+    return float(np.mean(np.sum(a * b, axis=1)))

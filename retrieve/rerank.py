@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import json
+import threading
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ragline.ingest.embed import pick_device
+from ragline.ingest.embed import pick_device, token_batches
+from ragline.ingest.forwards import build_forward
+from ragline.ingest.runtime import (
+    REFERENCE,
+    Calibration,
+    Forward,
+    Runtime,
+    RuntimeChoice,
+    calibration_texts,
+    candidates,
+    choice_record,
+    choose,
+    default_export_dir,
+    model_fingerprint,
+)
 from ragline.settings import RerankSettings
 
 if TYPE_CHECKING:
@@ -18,6 +33,9 @@ if TYPE_CHECKING:
 BUILTIN_RERANKER = "builtin:minilm-scifact"
 BUILTIN_RERANKER_DIR = "reranker-minilm-scifact"
 METADATA_FILE = "ragline_reranker.json"  # written by ``ragline reranker train``
+GATE_QUERIES = 8
+GATE_PASSAGES = 10  # per gate query: a depth-10 ranking each
+TIMED_PAIRS = 20  # one depth-20 rerank
 
 
 def resolve_reranker_path(name: str, models_dir: Path) -> str:
@@ -38,11 +56,17 @@ def resolve_reranker_path(name: str, models_dir: Path) -> str:
 
 
 class CrossEncoderReranker:
-    """Loads the model on first use; ``score`` is the only hot path."""
+    """Loads the model on first use; ``score`` is the only hot path. The forward pass
+    runs where ``ingest.runtime`` chose (torch or OpenVINO, fp32/bf16/int8), gated on the
+    rank correlation of its scores with fp32 ones."""
 
-    def __init__(self, settings: RerankSettings, models_dir: Path) -> None:
+    def __init__(
+        self, settings: RerankSettings, models_dir: Path, export_dir: Path | None = None
+    ) -> None:
         self.settings = settings
         self.model_path = resolve_reranker_path(settings.model, models_dir)
+        self.export_dir = export_dir or default_export_dir()
+        self._lock = threading.Lock()
 
     @cached_property
     def max_length(self) -> int:
@@ -70,14 +94,114 @@ class CrossEncoderReranker:
             activation_fn=torch.nn.Identity(),
         )
 
+    @cached_property
+    def _scorer(self) -> _Scorer:
+        with self._lock:
+            return _Scorer.for_reranker(self)
+
+    @property
+    def runtime(self) -> RuntimeChoice:
+        return self._scorer.choice
+
+    @property
+    def runtime_chosen(self) -> bool:
+        return "_scorer" in self.__dict__
+
     def score(self, query: str, texts: list[str]) -> np.ndarray:
         """One relevance score per text, in input order (float32)."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        scores = self.model.predict(
-            [(query, text) for text in texts],
-            batch_size=self.settings.batch_size,
-            show_progress_bar=False,
-            convert_to_numpy=True,
+        scorer = self._scorer
+        pairs = [(query, text) for text in texts]
+        out = np.empty(len(pairs), dtype=np.float32)
+        with self._lock:
+            lengths = scorer.lengths(pairs)
+            for batch in token_batches(
+                lengths, self.settings.batch_tokens, self.settings.batch_size
+            ):
+                out[batch] = scorer.score([pairs[i] for i in batch])
+        return out
+
+
+class _Scorer:
+    def __init__(self, model: CrossEncoder, forward: Forward, choice: RuntimeChoice) -> None:
+        self.model = model
+        self.forward = forward
+        self.choice = choice
+
+    @classmethod
+    def for_reranker(cls, reranker: CrossEncoderReranker) -> _Scorer:
+        settings, model = reranker.settings, reranker.model
+        fingerprint = model_fingerprint(reranker.model_path, "rerank", str(reranker.max_length))
+        gate_pairs, groups, quantize_pairs = calibration_pairs()
+
+        def build(runtime: Runtime) -> Forward:
+            return build_forward(
+                model[0].auto_model,
+                lambda batch: model.preprocess(batch),
+                runtime,
+                reranker.export_dir / f"rerank-{fingerprint}",
+                quantize_pairs,
+            )
+
+        def run(forward: Forward, pairs: list[tuple[str, str]] = gate_pairs) -> np.ndarray:
+            probe = cls(model, forward, RuntimeChoice(REFERENCE, "probe"))
+            return np.concatenate(
+                [
+                    probe.score(pairs[i : i + settings.batch_size])
+                    for i in range(0, len(pairs), settings.batch_size)
+                ]
+            )
+
+        def agreement(reference: np.ndarray, other: np.ndarray) -> float:
+            return mean_rank_correlation(reference, other, groups)
+
+        timed = gate_pairs[:TIMED_PAIRS]
+        calibration = Calibration(build, run, agreement, lambda f: run(f, timed), len(timed))
+        options = candidates(settings.backend, settings.precision, pick_device(settings.device))
+        record = choice_record(
+            reranker.export_dir, fingerprint, settings.backend, settings.precision
         )
-        return np.asarray(scores, dtype=np.float32).reshape(len(texts))
+        choice, forward = choose(options, calibration, settings.min_rank_correlation, record)
+        return cls(model, forward, choice)
+
+    def lengths(self, pairs: list[tuple[str, str]]) -> list[int]:
+        queries, texts = [q for q, _ in pairs], [t for _, t in pairs]
+        encoded = self.model.tokenizer(
+            queries, texts, truncation=True, max_length=self.model.max_length, verbose=False
+        )
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        logits = self.forward(self.model.preprocess(pairs))
+        return np.asarray(logits.reshape(len(pairs), -1)[:, 0], dtype=np.float32)
+
+
+def calibration_pairs() -> tuple[list[tuple[str, str]], np.ndarray, list[tuple[str, str]]]:
+    """(query, passage) pairs from the shipped calibration text: short texts as queries,
+    long ones as passages. Gate pairs come with their query's group number (a ranking is
+    compared within a query); the rest calibrate int8."""
+    texts = calibration_texts()
+    queries = [t for t in texts if len(t) < 200]
+    passages = [t for t in texts if len(t) >= 400]
+    gate: list[tuple[str, str]] = []
+    groups: list[int] = []
+    for number, query in enumerate(queries[:GATE_QUERIES]):
+        start = number * GATE_PASSAGES % max(1, len(passages) - GATE_PASSAGES)
+        for passage in passages[start : start + GATE_PASSAGES]:
+            gate.append((query, passage))
+            groups.append(number)
+    rest = queries[GATE_QUERIES:]
+    quantize = [(q, passages[i % len(passages)]) for i, q in enumerate(rest * 2)][:64]
+    return gate, np.asarray(groups), quantize
+
+
+def mean_rank_correlation(reference: np.ndarray, other: np.ndarray, groups: np.ndarray) -> float:
+    """Spearman's correlation of two score lists within each group, averaged."""
+    values = []
+    for group in np.unique(groups):
+        mask = groups == group
+        a = np.argsort(np.argsort(reference[mask])).astype(np.float64)
+        b = np.argsort(np.argsort(other[mask])).astype(np.float64)
+        values.append(float(np.corrcoef(a, b)[0, 1]))
+    return float(np.mean(values))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -9,6 +10,7 @@ from ragline.ingest.embed import Embedder
 from ragline.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVER_LOG_LINES = 80
 SHARED_DATA = Path(os.environ.get("RAGLINE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
@@ -34,6 +36,14 @@ def embedder() -> Embedder:
     return Embedder(load_settings().embedding)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def encoder_runtime() -> None:
+    """The default (auto) embedding runtime, settled before any test: on a new machine
+    the choice (exports, int8 calibration, timing) takes minutes once, and a server a test
+    starts must not spend its start-up timeout on it. Later processes read the record."""
+    Embedder(load_settings().embedding).runtime  # noqa: B018 - resolves and records it
+
+
 @pytest.fixture(scope="session")
 def llm_models_dir(pytestconfig: pytest.Config) -> Path:
     """The embedded generation model, prepared once and kept in pytest's cache folder
@@ -43,3 +53,17 @@ def llm_models_dir(pytestconfig: pytest.Config) -> Path:
     models_dir = Path(pytestconfig.cache.mkdir("ragline-models"))
     prepare_model(load_settings().generation.model, models_dir)
     return models_dir
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that used a server (a fixture with a ``log`` file) reports the log's
+    tail: on CI that is the only trace of what the server was doing."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when == "call":
+        server = getattr(item, "funcargs", {}).get("server")
+        log = getattr(server, "log", None)
+        if isinstance(log, Path) and log.is_file():
+            tail = log.read_text(errors="replace").splitlines()[-SERVER_LOG_LINES:]
+            report.sections.append(("server log (tail)", "\n".join(tail)))

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -829,15 +830,38 @@ def test_token_counts_and_embeddings_go_in_slices(monkeypatch: pytest.MonkeyPatc
     assert max(calls) <= tokens.COUNT_BATCH
 
     class Model:
-        def encode(self, texts: list[str], **_: Any) -> np.ndarray:
+        def get_embedding_dimension(self) -> int:
+            return 4
+
+    class Encoder:  # the runtime's forward pass, counted
+        def lengths(self, texts: list[str]) -> list[int]:
+            return [2] * len(texts)
+
+        def embed(self, texts: list[str]) -> np.ndarray:
             calls.append(len(texts))
             return np.ones((len(texts), 4), np.float32)
 
+    class CountingLock:
+        def __init__(self) -> None:
+            self.lock, self.turns = threading.Lock(), 0
+
+        def __enter__(self) -> None:
+            self.lock.acquire()
+            self.turns += 1
+
+        def __exit__(self, *_: object) -> None:
+            self.lock.release()
+
     embedder = Embedder(EmbeddingSettings(batch_size=8))
-    embedder.__dict__["model"] = Model()  # the cached_property, filled
+    embedder.__dict__["model"] = Model()  # the cached_properties, filled
+    embedder.__dict__["_encoder"] = Encoder()
+    lock = CountingLock()
+    embedder._lock = lock  # type: ignore[assignment]
     calls.clear()
     assert embedder.encode(["t"] * 1000).shape == (1000, 4)
-    assert max(calls) == 8 * LOCK_BATCHES and sum(calls) == 1000
+    assert max(calls) == 8 and sum(calls) == 1000
+    # The lock is let go every LOCK_BATCHES batches (one more turn counts the tokens).
+    assert lock.turns == 1 + -(-1000 // (8 * LOCK_BATCHES))
 
 
 def test_a_job_held_up_does_not_hold_up_other_collections(app: App, tmp_path: Path) -> None:

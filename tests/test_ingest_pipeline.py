@@ -16,7 +16,7 @@ from ragline.cli import app
 from ragline.ingest.collection import Collection
 from ragline.ingest.embed import Embedder
 from ragline.ingest.pipeline import IngestPipeline, Status
-from ragline.settings import Settings
+from ragline.settings import Settings, load_settings
 
 SMALL_SET = [
     "fake-text.txt",
@@ -102,6 +102,9 @@ def test_cli_ingest_collections_delete(example_docs: Path, tmp_path: Path) -> No
     listing = runner.invoke(app, ["collections"], env=env)
     assert "cli" in listing.output and "flat" in listing.output
     assert "median" in listing.output and "tokens" in listing.output
+    # Which runtime made the vectors (the machine's choice, recorded by the collection).
+    chosen = Embedder(load_settings().embedding).runtime_name
+    assert f"vectors made with cli: {chosen}" in " ".join(listing.output.split())
 
     gone = runner.invoke(app, ["delete", str(docs / "simple-table.md"), "-c", "cli"], env=env)
     assert gone.exit_code == 0 and "deleted" in gone.output

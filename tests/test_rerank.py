@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 
 from ragline.evaluation.beir import load_beir
-from ragline.retrieve.rerank import CrossEncoderReranker, resolve_reranker_path
+from ragline.retrieve.rerank import (
+    CrossEncoderReranker,
+    mean_rank_correlation,
+    resolve_reranker_path,
+)
 from ragline.settings import RerankSettings
 from ragline.training import reranker as training
 from ragline.training.reranker import METADATA_FILE, TrainingConfig, doc_text, train_reranker
@@ -82,10 +86,23 @@ def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> N
     assert metadata["groups_per_epoch"] >= 40  # one per (query, relevant doc)
     assert metadata["group_size"] == 1 + 3 + 1
 
-    models_dir = tmp_path / "models"
+    models_dir, exports = tmp_path / "models", tmp_path / "exports"
+    # Scored in OpenVINO int8 (gated against fp32 on shipped pairs), checked against fp32.
     reranker = CrossEncoderReranker(
-        RerankSettings(model=str(output), device="cpu", max_length=64), models_dir
+        RerankSettings(
+            model=str(output), device="cpu", max_length=64, backend="openvino", precision="int8"
+        ),
+        models_dir,
+        exports,
     )
+    assert reranker.runtime.runtime.name == "openvino-int8"
+    assert reranker.runtime.quality >= 0.95
+    fp32 = CrossEncoderReranker(
+        RerankSettings(model=str(output), max_length=64, backend="torch", precision="fp32"),
+        models_dir,
+        exports,
+    )
+    correlations = []
     # Ten test queries, each with its relevant doc and five unrelated ones: the tiny model
     # (40 queries, seconds of training) is weak, so count wins over all 50 comparisons.
     test = load_beir(scifact, "test")
@@ -98,9 +115,12 @@ def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> N
         texts = [doc_text(test.corpus[d]) for d in [relevant, *unrelated]]
         scores = reranker.score(test.queries[qid], texts)
         assert scores.dtype == np.float32 and scores.shape == (6,)
+        reference = fp32.score(test.queries[qid], texts)
+        correlations.append(mean_rank_correlation(reference, scores, np.zeros(6)))
         wins += int((scores[0] > scores[1:]).sum())
         comparisons += len(unrelated)
     assert wins / comparisons >= 0.65, f"relevant doc first in {wins} of {comparisons} pairs"
+    assert np.mean(correlations) >= 0.9, correlations  # int8 ranks as fp32 does
     assert reranker.score("anything", []).shape == (0,)
     # Scored at most at the length it was trained at, whatever rerank.max_length says.
     assert CrossEncoderReranker(RerankSettings(model=str(output)), models_dir).max_length == 64

@@ -66,6 +66,7 @@ def _info(info: CollectionInfo) -> CollectionOut:
         embedding_model=info.embedding_model,
         median_chunk_tokens=info.chunk_sizes.median_tokens,
         small_chunk_share=info.chunk_sizes.share_small,
+        embedding_runtimes=info.embedding_runtimes,
     )
 
 

@@ -38,6 +38,7 @@ async def health(services: ServicesDep, principal: OptionalPrincipalDep) -> JSON
         collections=None if principal is None else sum(map(principal.can_use, names)),
         generation={"active": services.admission.active, "queued": services.admission.queued},
         ingest_queue=pending,
+        encoders=services.components.runtimes(),
     )
     return JSONResponse(body.model_dump(), status_code=200 if engine["ok"] else 503)
 

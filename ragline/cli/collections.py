@@ -57,6 +57,7 @@ def list_collections() -> None:
         "size",
         "model",
     )
+    runtimes = []
     for info in CollectionService(Components(load())).infos():
         table.add_row(
             info.name,
@@ -68,6 +69,11 @@ def list_collections() -> None:
             f"{info.size_bytes / 2**20:.1f} MiB",
             info.embedding_model or "-",
         )
+        if info.embedding_runtimes:
+            runtimes.append(f"{info.name}: {', '.join(info.embedding_runtimes)}")
+    if runtimes:
+        # Under the table: a column would squeeze the others out of an 80-column terminal.
+        table.caption = "vectors made with " + "; ".join(runtimes)
     console.print(table)
 
 

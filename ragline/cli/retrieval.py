@@ -156,7 +156,7 @@ def evaluate(
     rows = evaluator.run(evaluator.configs(grid, chosen))
     notes = [
         f"`ragline eval {dataset.name} --split {split}` · {len(data.queries)} queries · "
-        f"embedding {settings.embedding.model}"
+        f"embedding {settings.embedding.model} ({evaluator.query_embedder.runtime_name})"
         + (f" · reranker {settings.rerank.model}" if needs_reranker else ""),
         "Environment: " + environment(["faiss-cpu", "tantivy", "sentence-transformers", "torch"]),
         "Latency: whole query path per query (embed, search, fuse, rerank), one at a time.",

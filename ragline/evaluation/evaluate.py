@@ -104,10 +104,11 @@ class Evaluator:
         self.log = log
         # Indexing goes through a persistent embedding cache; queries through the plain
         # model with no query cache, so latency includes embedding every query.
+        exports = settings.storage.export_dir
         self.embedder = CachingEmbedder(
-            settings.embedding, settings.storage.data_dir / "cache" / "embeddings.sqlite"
+            settings.embedding, settings.storage.data_dir / "cache" / "embeddings.sqlite", exports
         )
-        self.query_embedder = Embedder(settings.embedding)
+        self.query_embedder = Embedder(settings.embedding, exports)
 
     def configs(self, grid: dict[str, list[int]], modes: Sequence[Mode]) -> list[EvalConfig]:
         sizes = grid.get("chunk_size", [self.settings.chunking.size])

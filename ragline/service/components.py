@@ -36,16 +36,28 @@ class Components:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return Embedder(self.settings.embedding)
+        return Embedder(self.settings.embedding, self.settings.storage.export_dir)
 
     @cached_property
     def _reranker(self) -> CrossEncoderReranker | RerankerUnavailable:
         try:
-            return CrossEncoderReranker(self.settings.rerank, self.settings.models_dir)
+            return CrossEncoderReranker(
+                self.settings.rerank, self.settings.models_dir, self.settings.storage.export_dir
+            )
         except (FileNotFoundError, ValueError) as exc:
             level = logging.WARNING if self.settings.rerank.enabled else logging.INFO
             log.log(level, "reranking unavailable: %s", exc)
             return RerankerUnavailable(str(exc))
+
+    def runtimes(self) -> dict[str, dict[str, object]]:
+        """The runtime each encoder loaded so far chose (none is loaded for this)."""
+        found = {}
+        if "embedder" in self.__dict__ and self.embedder.runtime_chosen:
+            found["embedding"] = self.embedder.runtime.summary()
+        reranker = self.__dict__.get("_reranker")
+        if isinstance(reranker, CrossEncoderReranker) and reranker.runtime_chosen:
+            found["rerank"] = reranker.runtime.summary()
+        return found
 
     @property
     def reranker_available(self) -> bool:

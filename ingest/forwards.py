@@ -1,0 +1,61 @@
+"""A transformers model's forward pass on one runtime: torch at fp32 or bf16, or an
+OpenVINO export at fp32, bf16 or int8."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragline.ingest.openvino_export import OpenVinoForward, export
+from ragline.ingest.runtime import Forward, Runtime
+
+CALIBRATION_BATCH = 8  # texts per NNCF calibration sample
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_inputs(features: dict[str, Any]) -> dict[str, Any]:
+    return {name: features[name] for name in MODEL_INPUTS if name in features}
+
+
+class TorchForward:
+    def __init__(self, module: Any, precision: str) -> None:
+        import torch
+
+        if precision == "bf16":
+            # A copy: the fp32 weights stay for the reference and for other users.
+            module = copy.deepcopy(module).to(torch.bfloat16)
+        elif precision != "fp32":
+            raise ValueError(f"torch runs fp32 or bf16, not {precision}")
+        self.module = module.eval()
+
+    def __call__(self, features: dict[str, Any]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            output = self.module(**model_inputs(features), return_dict=True)
+        return output[0].float()
+
+
+def build_forward(
+    module: Any,
+    preprocess: Callable[[list[str]], dict[str, Any]],
+    runtime: Runtime,
+    export_prefix: Path,
+    calibration: Sequence[Any],
+) -> Forward:
+    """Exports go to ``<export_prefix>-openvino-<fp32|int8>``; ``calibration``: inputs
+    for ``preprocess`` (texts, or (query, passage) pairs) that int8 quantization observes."""
+    if runtime.backend == "torch":
+        return TorchForward(module, runtime.precision)
+    example = model_inputs(preprocess(list(calibration[:2])))
+    samples = [
+        model_inputs(preprocess(list(calibration[i : i + CALIBRATION_BATCH])))
+        for i in range(0, len(calibration), CALIBRATION_BATCH)
+    ]
+    # fp32 and bf16 share one export: the precision is a compile option.
+    exported_as = "int8" if runtime.precision == "int8" else "fp32"
+    target = export_prefix.with_name(f"{export_prefix.name}-openvino-{exported_as}")
+    export(module, example, target, exported_as, samples)
+    return OpenVinoForward(target, runtime.precision)

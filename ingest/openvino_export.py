@@ -1,0 +1,91 @@
+"""A Hugging Face encoder exported to OpenVINO IR (fp32 weights, or int8 by NNCF's
+post-training quantization), once per fingerprint, atomically, then compiled for the CPU.
+
+sentence-transformers' own ``backend="openvino"`` needs optimum-intel, whose
+dependencies replace this project's torch and transformers; ``openvino.convert_model``
+takes the torch module directly, so only ``openvino`` and ``nncf`` are needed. Int8
+calibration runs on shipped text: the library helpers default to a dataset on a hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+
+MODEL_FILE = "model.xml"
+
+
+def _inputs(features: dict[str, Any], names: Sequence[str]) -> dict[str, np.ndarray]:
+    return {name: np.asarray(features[name]) for name in names}
+
+
+def export(
+    module: Any,
+    example: dict[str, Any],
+    folder: Path,
+    precision: str,
+    calibration: Sequence[dict[str, Any]] = (),
+) -> Path:
+    """``folder/model.xml`` for ``module`` (a transformers model taking ``example``'s
+    tensors), made if missing. Concurrent processes wait on one lock; a crash mid-export
+    leaves only a temporary folder, removed by the next try."""
+    target = folder / MODEL_FILE
+    if target.is_file():
+        return target
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if target.is_file():
+            return target
+        import openvino as ov
+
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        names = list(example)
+        model = ov.convert_model(module, example_input={k: example[k] for k in names})
+        if precision == "int8":
+            import nncf
+
+            dataset = nncf.Dataset([_inputs(batch, names) for batch in calibration])
+            model = nncf.quantize(
+                model,
+                dataset,
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(calibration),
+            )
+        # fp16 compression would round the weights: the precision is chosen at compile.
+        ov.save_model(model, tmp / MODEL_FILE, compress_to_fp16=False)
+        (tmp / "inputs.json").write_text(json.dumps(names))
+        os.replace(tmp, folder)
+    return target
+
+
+class OpenVinoForward:
+    """A compiled model; one inference request per call (safe from several threads)."""
+
+    def __init__(self, folder: Path, precision: str, threads: int | None = None) -> None:
+        import openvino as ov
+
+        self.names: list[str] = json.loads((folder / "inputs.json").read_text())
+        # Without an explicit hint OpenVINO runs bf16 on any CPU that has it, fp32 included.
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = ov.Core().compile_model(str(folder / MODEL_FILE), "CPU", config)
+
+    def __call__(self, features: dict[str, Any]) -> Any:
+        import torch
+
+        request = self.compiled.create_infer_request()
+        request.infer(_inputs(features, self.names))
+        return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))

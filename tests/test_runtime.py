@@ -1,0 +1,176 @@
+"""Encoder runtimes: token-budget batches, the candidates a machine offers, the quality
+gate and the recorded choice; then the real exports (OpenVINO fp32/bf16/int8) against
+torch fp32 on SciFact text."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ragline.ingest import runtime as rt
+from ragline.ingest.embed import Embedder, mean_cosine, token_batches
+from ragline.ingest.runtime import REFERENCE, Calibration, Runtime, candidates, choose
+from ragline.settings import EmbeddingSettings
+
+
+def test_token_batches_cover_every_text_once_within_the_budget() -> None:
+    rng = random.Random(7)
+    lengths = [rng.choice([3, 12, 40, 128, 256]) for _ in range(500)]
+    batches = token_batches(lengths, max_tokens=2048, max_items=48)
+    flat = [i for batch in batches for i in batch]
+    assert sorted(flat) == list(range(500))
+    for batch in batches:
+        widest = max(lengths[i] for i in batch)
+        assert len(batch) <= 48
+        assert len(batch) * widest <= 2048 or len(batch) == 1
+        # Longest first: a batch's first text is its widest, so padding stays small.
+        assert lengths[batch[0]] == widest
+    # Short texts share big batches, long ones small: 256-token texts 8 to a pass.
+    assert max(len(b) for b in batches if lengths[b[0]] == 256) == 8
+    assert max(len(b) for b in batches if lengths[b[0]] == 3) == 48
+
+
+def test_a_text_longer_than_the_budget_gets_a_batch_of_its_own() -> None:
+    assert token_batches([5000, 10, 10], max_tokens=1000, max_items=8) == [[0], [1, 2]]
+    assert token_batches([], 1000, 8) == []
+
+
+def test_candidates_follow_the_settings_and_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert candidates("torch", "fp32", "cpu") == [REFERENCE]
+    assert candidates("auto", "auto", "cuda") == [REFERENCE]  # only torch runs on CUDA
+    monkeypatch.setattr(rt, "cpu_flags", lambda: frozenset({"avx512f"}))
+    names = [r.name for r in candidates("auto", "auto", "cpu")]
+    assert "torch-bf16" not in names and "openvino-bf16" not in names  # emulated bf16: slow
+    assert names[-1] == "torch-fp32"
+    # Asked for explicitly, bf16 is offered even where it is emulated.
+    assert candidates("torch", "bf16", "cpu") == [Runtime("torch", "bf16")]
+    monkeypatch.setattr(rt, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    names = [r.name for r in candidates("auto", "auto", "cpu")]
+    assert "torch-bf16" in names and "openvino-fp32" not in names  # dominated by ov bf16
+    monkeypatch.setattr(rt, "openvino_available", lambda precision: False)
+    assert [r.name for r in candidates("auto", "auto", "cpu")] == ["torch-bf16", "torch-fp32"]
+    with pytest.raises(ValueError, match="no runtime"):
+        candidates("openvino", "auto", "cpu")
+    with pytest.raises(ValueError, match="no runtime"):
+        candidates("torch", "int8", "cpu")
+
+
+class _Synthetic:
+    """Runtimes as functions of a fixed input: each has a speed and an error size, so the
+    gate and the timing decide as they would for real models."""
+
+    def __init__(self, noise: dict[str, float], seconds: dict[str, float]) -> None:
+        self.noise, self.seconds = noise, seconds
+        self.inputs = np.random.default_rng(0).normal(size=(40, 16))
+        self.builds: list[str] = []
+
+    def calibration(self) -> Calibration:
+        def build(runtime: Runtime) -> Any:
+            self.builds.append(runtime.name)
+            rng = np.random.default_rng(len(self.builds))
+            noise = self.noise[runtime.name] * rng.normal(size=self.inputs.shape)
+
+            def forward(_features: Any) -> np.ndarray:
+                time.sleep(self.seconds[runtime.name])
+                return self.inputs + noise
+
+            return forward
+
+        def run(forward: Any) -> np.ndarray:
+            return np.asarray(forward(None))
+
+        return Calibration(build, run, mean_cosine, run, len(self.inputs))
+
+
+def test_choose_keeps_the_fastest_runtime_that_passes_the_gate(tmp_path: Path) -> None:
+    synthetic = _Synthetic(
+        noise={"openvino-int8": 0.5, "openvino-bf16": 0.01, "torch-fp32": 0.0},
+        seconds={"openvino-int8": 0.001, "openvino-bf16": 0.004, "torch-fp32": 0.012},
+    )
+    options = [Runtime("openvino", "int8"), Runtime("openvino", "bf16"), REFERENCE]
+    record = tmp_path / "choice.json"
+    choice, _ = choose(options, synthetic.calibration(), 0.99, record)
+    # int8 is fastest here but too far from fp32 (cosine ~0.9): refused.
+    assert choice.runtime == Runtime("openvino", "bf16")
+    trials = {t.runtime: t for t in choice.trials}
+    assert not trials["openvino-int8"].passed and trials["openvino-int8"].quality < 0.99
+    assert trials["openvino-bf16"].passed and trials["openvino-bf16"].quality > 0.99
+    assert choice.speedup > 1.5
+    assert json.loads(record.read_text())["runtime"] == {"backend": "openvino", "precision": "bf16"}
+
+    # Another process finds the record: it builds the chosen runtime only, measures nothing.
+    synthetic.builds.clear()
+    again, _ = choose(options, synthetic.calibration(), 0.99, record)
+    assert again.runtime == choice.runtime and synthetic.builds == ["openvino-bf16"]
+
+
+def test_an_explicit_runtime_below_the_gate_is_refused(tmp_path: Path) -> None:
+    synthetic = _Synthetic(
+        {"openvino-int8": 0.5, "torch-fp32": 0.0}, {"openvino-int8": 0, "torch-fp32": 0}
+    )
+    with pytest.raises(ValueError, match="quality gate"):
+        choose([Runtime("openvino", "int8")], synthetic.calibration(), 0.99, tmp_path / "c.json")
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_a_failing_runtime_is_skipped_with_its_error(tmp_path: Path) -> None:
+    synthetic = _Synthetic({"torch-fp32": 0.0}, {"torch-fp32": 0.0})
+    calibration = synthetic.calibration()
+    build = calibration.build
+
+    def broken(runtime: Runtime) -> Any:
+        if runtime.backend == "openvino":
+            raise RuntimeError("no CPU plugin")
+        return build(runtime)
+
+    calibration.build = broken
+    choice, _ = choose([Runtime("openvino", "bf16"), REFERENCE], calibration, 0.99, tmp_path / "c")
+    assert choice.runtime == REFERENCE
+    assert "no CPU plugin" in choice.trials[0].error
+
+
+@pytest.fixture(scope="module")
+def scifact_texts(shared_data: Path) -> list[str]:
+    lines = (shared_data / "beir" / "scifact" / "corpus.jsonl").read_text().splitlines()
+    docs = [json.loads(line) for line in lines[:96]]
+    # Full abstracts and their titles: long and short texts, as chunks and queries are.
+    return [d["text"] for d in docs[:64]] + [d["title"] for d in docs[64:]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backend", "precision"), [("openvino", "int8"), ("torch", "bf16")])
+def test_faster_runtimes_match_fp32_vectors(
+    backend: str, precision: str, scifact_texts: list[str], tmp_path: Path
+) -> None:
+    exports = tmp_path / "exports"
+    reference = Embedder(EmbeddingSettings(backend="torch", precision="fp32"), exports)
+    fast = Embedder(EmbeddingSettings(backend=backend, precision=precision), exports)
+    assert fast.runtime.runtime == Runtime(backend, precision)
+    assert fast.runtime.quality >= 0.99  # the gate, on the shipped calibration text
+    expected = reference.encode(scifact_texts)
+    got = fast.encode(scifact_texts)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
+    cosines = np.sum(expected * got, axis=1)
+    assert cosines.mean() >= 0.99 and cosines.min() >= 0.97, (cosines.mean(), cosines.min())
+    # Nearest neighbours agree: each title finds the same abstract under both.
+    titles, abstracts = slice(64, 96), slice(0, 64)
+    same = np.argmax(expected[titles] @ expected[abstracts].T, 1) == np.argmax(
+        got[titles] @ got[abstracts].T, 1
+    )
+    assert same.mean() >= 0.9
+    if backend == "openvino":
+        (export,) = [p for p in exports.iterdir() if p.is_dir() and p.name.endswith("-int8")]
+        assert (export / "model.xml").is_file() and (export / "model.bin").is_file()
+        made = (export / "model.bin").stat().st_mtime
+        # Another process (a server, the CLI) reuses the export and the recorded choice.
+        again = Embedder(EmbeddingSettings(backend=backend, precision=precision), exports)
+        assert again.encode(scifact_texts[:4]).shape == (4, 384)
+        assert (export / "model.bin").stat().st_mtime == made
+        assert again.runtime.to_json() == fast.runtime.to_json()
