@@ -437,6 +437,9 @@ def test_collection_listing_reports_chunk_sizes(server: Server) -> None:
     alpha = listed["alpha"]
     assert alpha["chunks"] == 2 and alpha["small_chunk_share"] == 1.0
     assert 5 <= alpha["median_chunk_tokens"] < 32
+    # The runtime that made its vectors: the one this machine chose (recorded, shared).
+    chosen = Embedder(load_settings().embedding).runtime_name
+    assert alpha["embedding_runtimes"] == [chosen]
 
 
 def test_a_commit_by_another_writer_is_searchable_within_two_seconds(
@@ -533,6 +536,9 @@ def test_health_metrics_embeddings_and_completions(server: Server) -> None:
     with server.client() as http:
         health = http.get("/health").json()
         assert health["status"] == "ok" and health["redis"] == "unused"
+        encoder = health["encoders"]["embedding"]  # chosen before the server took requests
+        assert encoder["runtime"] == Embedder(load_settings().embedding).runtime_name
+        assert encoder["quality"] >= 0.99 and encoder["reason"]
         text = http.get("/metrics").text
         for family in (
             'ragline_requests_total{method="POST",route="/v1/chat/completions",status="200"}',
