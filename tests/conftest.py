@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,22 @@ def llm_models_dir(pytestconfig: pytest.Config) -> Path:
     models_dir = Path(pytestconfig.cache.mkdir("ragline-models"))
     prepare_model(load_settings().generation.model, models_dir)
     return models_dir
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A real two-node Ray cluster on loopback (one CPU per node), started once; yields
+    its address. Tests that take it need the ``ray`` extra."""
+    pytest.importorskip("ray")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    node = {"num_cpus": 1, "object_store_memory": 200 * 2**20, "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args=node)
+    cluster.add_node(**node)
+    cluster.wait_for_nodes()
+    try:
+        yield str(cluster.address)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

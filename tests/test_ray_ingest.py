@@ -1,0 +1,230 @@
+"""The Ray executor on a real two-node Ray cluster on loopback (``ray_cluster``): the
+same collection as the local executor, re-ingestion by hash, and workers killed
+mid-job. The kill -9 test of the driver is in test_ingest_pipeline.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragline.ingest.collection import Collection
+from ragline.ingest.embed import Embedder
+from ragline.ingest.pipeline import IngestPipeline, IngestReport, Status
+from ragline.ingest.types import Chunk
+from ragline.settings import Settings, load_settings
+
+pytest.importorskip("ray")
+
+RAY_SET = [
+    "fake-text.txt",
+    "simple-table.md",
+    "docx-tables.docx",
+    "fake-email.eml",
+    "fake-html.html",
+    "example-10k-1p.html",
+    "norwich-city.txt",
+    "fake-power-point.pptx",
+    "pdf/layout-parser-paper-fast.pdf",
+    "README.md",
+    "empty.txt",
+    "CantinaBand3.wav",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What must not depend on the executor: documents, chunks, per-file outcomes."""
+
+    documents: dict[str, tuple[str, str, int]]  # source -> (hash, file type, chunks)
+    chunks: list[tuple[str, int, str, int, tuple[str, ...]]]  # in (source, position) order
+    vectors: np.ndarray  # in the same order
+    outcomes: dict[str, tuple[Status, str]]  # source -> (status, error reason)
+
+
+def _snapshot(store: Collection, report: IngestReport) -> Snapshot:
+    chunks = sorted(store.docstore.iter_chunks(), key=lambda c: (c.source, c.position))
+    keys = [(c.source, c.position) for c in chunks]
+    assert len(keys) == len(set(keys)), "no duplicated chunks"
+    assert store.index.ntotal == len(chunks)
+    vectors = store.docstore.vectors([c.chunk_id for c in chunks], store.index.dim)
+    return Snapshot(
+        documents={
+            d.source: (d.content_hash, d.file_type, d.n_chunks) for d in store.docstore.documents()
+        },
+        chunks=[(c.source, c.position, c.text, c.token_count, c.headings) for c in chunks],
+        vectors=np.stack([vectors[c.chunk_id] for c in chunks]),
+        outcomes={o.source: (o.status, o.detail) for o in report.outcomes},
+    )
+
+
+def _assert_same(ray_run: Snapshot, local_run: Snapshot) -> None:
+    assert ray_run.documents == local_run.documents
+    assert ray_run.chunks == local_run.chunks
+    assert ray_run.outcomes == local_run.outcomes
+    # Other processes, other batches: the same vectors up to float rounding.
+    np.testing.assert_allclose(ray_run.vectors, local_run.vectors, atol=1e-5)
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    docs: Path
+    settings: Settings  # the local executor's
+    local: Snapshot  # the local executor's collection and report
+
+
+@pytest.fixture(scope="module")
+def corpus(
+    example_docs: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Corpus:
+    root = tmp_path_factory.mktemp("ray-ingest")
+    docs = root / "docs"
+    docs.mkdir()
+    for name in RAY_SET:
+        shutil.copy(example_docs / name, docs / Path(name).name)
+    shutil.copy(docs / "simple-table.md", docs / "copy-of-table.md")  # a duplicate
+    settings = load_settings(
+        storage={"data_dir": root / "var"},
+        parsing={"workers": 1},
+        pipeline={"commit_chunks": 16},  # several commit groups
+    )
+    store = _open(settings, "local")
+    report = IngestPipeline(settings, store, embedder=embedder).run([docs])
+    assert report.executor == "local" and report.count(Status.DUPLICATE) == 1
+    return Corpus(docs, settings, _snapshot(store, report))
+
+
+def _open(settings: Settings, name: str) -> Collection:
+    return Collection.open(settings.storage.collections_dir, name, settings.index, create=True)
+
+
+def _ray_settings(corpus: Corpus, address: str) -> Settings:
+    return corpus.settings.model_copy(
+        update={
+            "ingest": corpus.settings.ingest.model_copy(update={"executor": "ray"}),
+            "ray": corpus.settings.ray.model_copy(update={"address": address}),
+        }
+    )
+
+
+@pytest.mark.slow
+def test_ray_executor_ingests_what_the_local_one_does(
+    corpus: Corpus, ray_cluster: str, embedder: Embedder, tmp_path: Path
+) -> None:
+    settings = _ray_settings(corpus, ray_cluster)
+    store = _open(settings, "on-ray")
+    pipeline = IngestPipeline(settings, store, embedder=embedder)
+    report = pipeline.run([corpus.docs])
+    assert report.executor == "ray"
+    _assert_same(_snapshot(store, report), corpus.local)
+    failures = {Path(o.source).name for o in report.failures}
+    assert failures == {"empty.txt", "CantinaBand3.wav"}
+
+    again = pipeline.run([corpus.docs])  # unchanged files are skipped by hash
+    assert again.chunks_embedded == 0
+    assert again.count(Status.UNCHANGED) == len(corpus.local.documents)
+
+    changed = corpus.docs / "fake-text.txt"
+    original = changed.read_text()
+    try:
+        changed.write_text("Tidal energy in Norway, measured on a Ray cluster.\n")
+        updated = pipeline.run([corpus.docs])
+    finally:
+        changed.write_text(original)
+    assert [Path(o.source).name for o in updated.outcomes if o.status == Status.UPDATED] == [
+        "fake-text.txt"
+    ]
+    assert updated.chunks_embedded == 1
+
+
+def _pids_titled(prefix: str) -> Iterator[int]:
+    """This user's processes whose title (Ray sets it per task) starts with ``prefix``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith(prefix):
+            yield int(entry.name)
+
+
+class Killer(threading.Thread):
+    """SIGKILLs one process of each title prefix in turn, as soon as it shows up."""
+
+    def __init__(self, prefixes: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.waiting = list(prefixes)
+        self.killed: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while self.waiting and not self.done.is_set():
+            for pid in _pids_titled(self.waiting[0]):
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(self.waiting.pop(0))
+                break
+            time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_workers_killed_mid_job_leave_the_same_collection(
+    corpus: Corpus, ray_cluster: str, embedder: Embedder
+) -> None:
+    settings = _ray_settings(corpus, ray_cluster)
+    store = _open(settings, "killed-workers")
+    # A parse task's worker, then an embedding actor (Ray's process titles).
+    killer = Killer(["ray::_parse_task", "ray::MapWorker"])
+    killer.start()
+    try:
+        report = IngestPipeline(settings, store, embedder=embedder).run([corpus.docs])
+    finally:
+        killer.done.set()
+        killer.join()
+    assert killer.killed == ["ray::_parse_task", "ray::MapWorker"], "both kills landed"
+    _assert_same(_snapshot(store, report), corpus.local)
+
+
+def test_token_batches_hold_at_most_the_budget() -> None:
+    from ragline.ingest.distributed.embed import token_batches
+
+    def chunk(text: str, tokens: int) -> Chunk:
+        return Chunk(text, "s", 0, tokens, "", "text")
+
+    chunks = [chunk("a", 10), chunk("b", 20), chunk("c", 5), chunk("d", 50), chunk("e", 1)]
+    assert token_batches(chunks, 32) == [["a", "b"], ["c"], ["d"], ["e"]]
+    assert token_batches(chunks, 1000) == [["a", "b", "c", "d", "e"]]
+    assert token_batches([], 32) == []
+
+
+def test_local_ingestion_never_imports_ray(example_docs: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(example_docs / "fake-text.txt", docs)
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from ragline.cli import app\n"
+        f"result = CliRunner().invoke(app, ['ingest', {str(docs)!r}, '-c', 'plain'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print('ray imported' if 'ray' in sys.modules else 'no ray')\n"
+    )
+    env = {**os.environ, "RAGLINE_STORAGE__DATA_DIR": str(tmp_path / "var")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "no ray"
