@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,10 +48,27 @@ def llm_models_dir(pytestconfig: pytest.Config) -> Path:
     return models_dir
 
 
+@dataclass(slots=True)
+class RayCluster:
+    address: str
+    cluster: Any  # ray.cluster_utils.Cluster
+    node_args: dict[str, Any]
+
+    def remove_worker_node(self) -> None:
+        """Kill the node that is not the head: its raylet and every worker on it."""
+        (worker,) = self.cluster.worker_nodes
+        self.cluster.remove_node(worker, allow_graceful=False)
+
+    def add_worker_node(self) -> None:
+        """From the main thread only (Ray installs signal handlers)."""
+        self.cluster.add_node(**self.node_args)
+        self.cluster.wait_for_nodes()
+
+
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """A real two-node Ray cluster on loopback (one CPU per node), started once; yields
-    its address. Tests that take it need the ``ray`` extra."""
+def ray_cluster() -> Iterator[RayCluster]:
+    """A real two-node Ray cluster on loopback (one CPU per node), started once. Tests
+    that take it need the ``ray`` extra."""
     pytest.importorskip("ray")
     import ray
     from ray.cluster_utils import Cluster
@@ -59,7 +78,7 @@ def ray_cluster() -> Iterator[str]:
     cluster.add_node(**node)
     cluster.wait_for_nodes()
     try:
-        yield str(cluster.address)
+        yield RayCluster(str(cluster.address), cluster, node)
     finally:
         ray.shutdown()
         cluster.shutdown()

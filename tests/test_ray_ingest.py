@@ -11,9 +11,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -22,7 +24,12 @@ from ragline.ingest.collection import Collection
 from ragline.ingest.embed import Embedder
 from ragline.ingest.pipeline import IngestPipeline, IngestReport, Status
 from ragline.ingest.types import Chunk
+from ragline.service.collections import CollectionService
+from ragline.service.components import Components
 from ragline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tests.conftest import RayCluster
 
 pytest.importorskip("ray")
 
@@ -119,9 +126,9 @@ def _ray_settings(corpus: Corpus, address: str) -> Settings:
 
 @pytest.mark.slow
 def test_ray_executor_ingests_what_the_local_one_does(
-    corpus: Corpus, ray_cluster: str, embedder: Embedder, tmp_path: Path
+    corpus: Corpus, ray_cluster: RayCluster, embedder: Embedder, tmp_path: Path
 ) -> None:
-    settings = _ray_settings(corpus, ray_cluster)
+    settings = _ray_settings(corpus, ray_cluster.address)
     store = _open(settings, "on-ray")
     pipeline = IngestPipeline(settings, store, embedder=embedder)
     report = pipeline.run([corpus.docs])
@@ -163,39 +170,67 @@ def _pids_titled(prefix: str) -> Iterator[int]:
 
 
 class Killer(threading.Thread):
-    """SIGKILLs one process of each title prefix in turn, as soon as it shows up."""
+    """For each (title prefix, action) in turn: as soon as a process with that title
+    shows up, run the action on its pid."""
 
-    def __init__(self, prefixes: list[str]) -> None:
+    def __init__(self, steps: list[tuple[str, Callable[[int], None]]]) -> None:
         super().__init__(daemon=True)
-        self.waiting = list(prefixes)
-        self.killed: list[str] = []
-        self.done = threading.Event()
+        self.steps = list(steps)
+        self.done: list[str] = []
+        self.stop = threading.Event()
 
     def run(self) -> None:
-        while self.waiting and not self.done.is_set():
-            for pid in _pids_titled(self.waiting[0]):
-                os.kill(pid, signal.SIGKILL)
-                self.killed.append(self.waiting.pop(0))
+        while self.steps and not self.stop.is_set():
+            prefix, action = self.steps[0]
+            for pid in _pids_titled(prefix):
+                action(pid)
+                self.done.append(prefix)
+                self.steps.pop(0)
                 break
             time.sleep(0.02)
 
 
 @pytest.mark.slow
-def test_workers_killed_mid_job_leave_the_same_collection(
-    corpus: Corpus, ray_cluster: str, embedder: Embedder
+def test_a_worker_and_a_node_lost_mid_job_leave_the_same_collection(
+    corpus: Corpus, ray_cluster: RayCluster, embedder: Embedder
 ) -> None:
-    settings = _ray_settings(corpus, ray_cluster)
-    store = _open(settings, "killed-workers")
-    # A parse task's worker, then an embedding actor (Ray's process titles).
-    killer = Killer(["ray::_parse_task", "ray::MapWorker"])
+    settings = _ray_settings(corpus, ray_cluster.address)
+    store = _open(settings, "lost-workers")
+    # Ray's process titles: a parse task's worker process is killed while it parses; the
+    # other node (with an embedding actor) is lost once the actors are up, and a fresh
+    # one joins after the job.
+    killer = Killer(
+        [
+            ("ray::_parse_task", lambda pid: os.kill(pid, signal.SIGKILL)),
+            ("ray::MapWorker", lambda _: ray_cluster.remove_worker_node()),
+        ]
+    )
     killer.start()
     try:
         report = IngestPipeline(settings, store, embedder=embedder).run([corpus.docs])
     finally:
-        killer.done.set()
+        killer.stop.set()
         killer.join()
-    assert killer.killed == ["ray::_parse_task", "ray::MapWorker"], "both kills landed"
+        if len(ray_cluster.cluster.worker_nodes) == 0:
+            ray_cluster.add_worker_node()
+    assert killer.done == ["ray::_parse_task", "ray::MapWorker"], "both faults landed"
     _assert_same(_snapshot(store, report), corpus.local)
+
+
+@pytest.mark.slow
+def test_ingestion_jobs_use_the_configured_executor(
+    corpus: Corpus, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    """What an API ingestion job runs: the service's ingest, in a worker thread."""
+    settings = _ray_settings(corpus, ray_cluster.address).model_copy(
+        update={"storage": corpus.settings.storage.model_copy(update={"data_dir": tmp_path})}
+    )
+    service = CollectionService(Components(settings))
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(service.ingest, "job", [corpus.docs / "fake-text.txt"])
+        report = job.result(timeout=300)
+    assert report.executor == "ray" and report.count(Status.INGESTED) == 1
+    assert service.info("job").chunks == 1
 
 
 def test_token_batches_hold_at_most_the_budget() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import ray
 import ragline
 from ragline.offline import DEFAULTS as OFFLINE_ENV
 from ragline.settings import RaySettings
+
+_CONNECTING = threading.Lock()  # the server runs two ingestion jobs in threads
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,18 +38,18 @@ def worker_env() -> dict[str, str]:
 def connect(settings: RaySettings) -> ClusterShape:
     """Connect this process to Ray once: ``ray.address`` null starts a local instance
     (ended with the process), ``auto`` or HOST:PORT joins a running cluster."""
-    if not ray.is_initialized():
-        local = settings.address is None
-        ray.init(
-            address=settings.address,
-            runtime_env={"env_vars": worker_env()},
-            include_dashboard=False if local else None,
-            object_store_memory=settings.object_store_mb * 2**20 if local else None,
-            logging_level=logging.WARNING,
-            log_to_driver=False,  # worker output would break the progress bars
-            configure_logging=True,
-        )
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices break the bars
+    with _CONNECTING:
+        if not ray.is_initialized():
+            local = settings.address is None
+            ray.init(
+                address=settings.address,
+                runtime_env={"env_vars": worker_env()},
+                include_dashboard=False if local else None,
+                object_store_memory=settings.object_store_mb * 2**20 if local else None,
+                logging_level=logging.WARNING,
+                log_to_driver=False,  # worker output would break the progress bars
+            )
+            logging.getLogger("ray.data").setLevel(logging.ERROR)  # notices break the bars
     return shape()
 
 
