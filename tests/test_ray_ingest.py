@@ -233,6 +233,35 @@ def test_ingestion_jobs_use_the_configured_executor(
     assert service.info("job").chunks == 1
 
 
+@pytest.mark.slow
+def test_a_file_over_the_time_limit_is_an_error_row(
+    example_docs: Path, ray_cluster: RayCluster, embedder: Embedder, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(example_docs / "fake-text.txt", docs)
+    # Through unstructured's text partitioner this book takes about 90 s on this machine.
+    shutil.copy(example_docs / "book-war-and-peace-1225p.txt", docs)
+    settings = load_settings(
+        storage={"data_dir": tmp_path / "var"},
+        parsing={"file_timeout_s": 20, "stream_text_mb": 100},
+        ingest={"executor": "ray"},
+        ray={"address": ray_cluster.address},
+    )
+    store = _open(settings, "timeout")
+    report = IngestPipeline(settings, store, embedder=embedder).run([docs])
+    outcomes = {Path(o.source).name: (o.status, o.detail) for o in report.outcomes}
+    assert outcomes == {
+        "fake-text.txt": (Status.INGESTED, ""),
+        "book-war-and-peace-1225p.txt": (Status.FAILED, "timed out after 20s while parsing"),
+    }
+    assert report.seconds < 75, "the book was not waited for"
+    deadline = time.monotonic() + 15
+    while list(_pids_titled("ray::_parse_task")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list(_pids_titled("ray::_parse_task")), "its worker was killed"
+
+
 def test_token_batches_hold_at_most_the_budget() -> None:
     from ragline.ingest.distributed.embed import token_batches
 
