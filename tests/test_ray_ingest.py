@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from ragline.cli import app
 from ragline.ingest.collection import Collection
 from ragline.ingest.embed import Embedder
 from ragline.ingest.pipeline import IngestPipeline, IngestReport, Status
@@ -260,6 +262,23 @@ def test_a_file_over_the_time_limit_is_an_error_row(
     while list(_pids_titled("ray::_parse_task")) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not list(_pids_titled("ray::_parse_task")), "its worker was killed"
+
+
+@pytest.mark.slow
+def test_cli_ingest_on_ray_reports_as_a_local_run(
+    example_docs: Path, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("fake-text.txt", "empty.txt"):
+        shutil.copy(example_docs / name, docs)
+    env = {"RAGLINE_STORAGE__DATA_DIR": str(tmp_path / "var")}
+    command = ["ingest", str(docs), "-c", "cli", "--executor", "ray"]
+    result = CliRunner().invoke(app, [*command, "--ray-address", ray_cluster.address], env=env)
+    assert result.exit_code == 0, result.output
+    assert "(ray executor)" in result.output and "emb/s" in result.output
+    assert "chunks embedded at" in result.output
+    assert "files with errors" in result.output and "empty file (0 bytes)" in result.output
 
 
 def test_token_batches_hold_at_most_the_budget() -> None:
