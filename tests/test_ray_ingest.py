@@ -12,11 +12,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -26,8 +26,6 @@ from ragline.ingest.collection import Collection
 from ragline.ingest.embed import Embedder
 from ragline.ingest.pipeline import IngestPipeline, IngestReport, Status
 from ragline.ingest.types import Chunk
-from ragline.service.collections import CollectionService
-from ragline.service.components import Components
 from ragline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -220,19 +218,41 @@ def test_a_worker_and_a_node_lost_mid_job_leave_the_same_collection(
 
 
 @pytest.mark.slow
-def test_ingestion_jobs_use_the_configured_executor(
-    corpus: Corpus, ray_cluster: RayCluster, tmp_path: Path
-) -> None:
-    """What an API ingestion job runs: the service's ingest, in a worker thread."""
-    settings = _ray_settings(corpus, ray_cluster.address).model_copy(
-        update={"storage": corpus.settings.storage.model_copy(update={"data_dir": tmp_path})}
+def test_http_ingestion_jobs_run_on_ray(corpus: Corpus, ray_cluster: RayCluster) -> None:
+    """``ingest.executor: ray`` in the server's settings: an ingestion job of the HTTP API
+    (run in the server's job thread) parses and embeds on the cluster."""
+    import ray
+    from servers import serve_in_thread
+    from test_api_fast import FakeEngine
+
+    from ragline.api.app import create_app
+
+    settings = load_settings(
+        storage={"data_dir": corpus.docs.parent / "api"},
+        cache={"redis_url": None},
+        ingest={"executor": "ray"},
+        ray={"address": ray_cluster.address},
+        api={"ingest_roots": [str(corpus.docs)]},
     )
-    service = CollectionService(Components(settings))
-    with ThreadPoolExecutor(1) as pool:
-        job = pool.submit(service.ingest, "job", [corpus.docs / "fake-text.txt"])
-        report = job.result(timeout=300)
-    assert report.executor == "ray" and report.count(Status.INGESTED) == 1
-    assert service.info("job").chunks == 1
+    app = create_app(settings, engine_factory=lambda _: FakeEngine())
+    ray.shutdown()  # this process's earlier connection: the job must make its own
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        paths = [str(corpus.docs / "fake-text.txt"), str(corpus.docs / "empty.txt")]
+        accepted = http.post("/v1/collections/from-api/documents", json={"paths": paths})
+        assert accepted.status_code == 202, accepted.text
+        job = accepted.json()
+        deadline = time.monotonic() + 300
+        while job["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+            job = http.get(f"/v1/jobs/{job['id']}").json()
+        assert job["status"] == "succeeded", job
+        assert job["outcomes"] == {"ingested": 1, "failed": 1}
+        assert ray.is_initialized(), "the job connected to the cluster"
+    store = Collection.open(settings.storage.collections_dir, "from-api", settings.index)
+    expected = [c for c in corpus.local.chunks if c[0].endswith("fake-text.txt")]
+    ours = sorted(store.docstore.iter_chunks(), key=lambda c: c.position)
+    assert [(c.position, c.text) for c in ours] == [(c[1], c[2]) for c in expected]
 
 
 @pytest.mark.slow
