@@ -64,9 +64,17 @@ class LocalExecutor:
             yield Embedded(group, vectors, time.perf_counter() - started)
 
 
+class ExecutorUnavailable(RuntimeError):
+    """The configured executor's extra is not installed."""
+
+
 def make_executor(settings: Settings, embedder: Embedder) -> IngestExecutor:
     if settings.ingest.executor == "ray":
-        from ragline.ingest.distributed.executor import RayExecutor
-
+        try:
+            from ragline.ingest.distributed.executor import RayExecutor
+        except ImportError as exc:
+            raise ExecutorUnavailable(
+                f"the ray executor needs Ray ({exc}): pip install 'ragline[ray]'"
+            ) from None
         return RayExecutor(settings)
     return LocalExecutor(embedder)

@@ -313,6 +313,23 @@ def test_token_batches_hold_at_most_the_budget() -> None:
     assert token_batches([], 32) == []
 
 
+def test_without_ray_the_ray_executor_says_what_to_install(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['ray'] = None  # as if the extra were not installed\n"
+        "from typer.testing import CliRunner\n"
+        "from ragline.cli import app\n"
+        f"result = CliRunner().invoke(app, ['ingest', {str(tmp_path)!r}, '--executor', 'ray'])\n"
+        "print(result.exit_code, result.output)\n"
+    )
+    env = {**os.environ, "RAGLINE_STORAGE__DATA_DIR": str(tmp_path / "var")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("1 ") and "pip install 'ragline[ray]'" in done.stdout
+
+
 def test_local_ingestion_never_imports_ray(example_docs: Path, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()

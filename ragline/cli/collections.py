@@ -37,8 +37,11 @@ def ingest(
     ] = None,
 ) -> None:
     """Parse, chunk, embed and index documents into a collection."""
+    from rich.markup import escape
+
     from ragline.cli.progress import RichIngestProgress, render_report
     from ragline.ingest.collection import CollectionError
+    from ragline.ingest.executor import ExecutorUnavailable
     from ragline.service.collections import CollectionService
     from ragline.service.components import Components
 
@@ -55,8 +58,8 @@ def ingest(
             report = service.ingest(
                 collection_name(settings, collection), paths, force=force, progress=progress
             )
-    except (CollectionError, FileNotFoundError) as exc:
-        fail(str(exc))
+    except (CollectionError, FileNotFoundError, ExecutorUnavailable) as exc:
+        fail(escape(str(exc)))  # file names and "ragline[ray]" are not markup
     render_report(console, report)
 
 
