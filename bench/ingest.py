@@ -14,6 +14,9 @@ Per repeat, in the same process and rotating the order:
 docs/s is compared from parsed documents, since parsing is a different library in each
 (LlamaIndex's file readers for PPTX and images need hub models, unavailable offline).
 Embeddings/s is set against the model's FLOP bound on this CPU (bench/flops.py).
+With Ray installed (the ``ray`` extra), the Ray executor on a two-node loopback cluster
+is also run against the local executor on the same files (bench/ingest_ray.py,
+ingest-ray.md; ``--only-ray`` for that table alone, ``--no-ray`` to skip it).
 """
 
 from __future__ import annotations

@@ -330,6 +330,7 @@ def test_without_ray_the_ray_executor_says_what_to_install(tmp_path: Path) -> No
     assert done.stdout.startswith("1 ") and "pip install 'ragline[ray]'" in done.stdout
 
 
+@pytest.mark.slow
 def test_local_ingestion_never_imports_ray(example_docs: Path, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
