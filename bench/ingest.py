@@ -14,16 +14,21 @@ Per repeat, in the same process and rotating the order:
 docs/s is compared from parsed documents, since parsing is a different library in each
 (LlamaIndex's file readers for PPTX and images need hub models, unavailable offline).
 Embeddings/s is set against the model's FLOP bound on this CPU (bench/flops.py).
+With Ray installed (the ``ray`` extra), the Ray executor on a two-node loopback cluster
+is also run against the local executor on the same files (bench/ingest_ray.py,
+ingest-ray.md; ``--only-ray`` for that table alone, ``--no-ray`` to skip it).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import ingest_ray
 from bench.common import (
     SHARED_DATA,
     Bar,
@@ -197,6 +202,17 @@ def main() -> None:
     parser.add_argument("--scifact-docs", type=int, default=150, help="first N abstracts (0: none)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 repeats, 40 abstracts")
+    parser.add_argument(
+        "--ray",
+        action=argparse.BooleanOptionalAction,
+        default=importlib.util.find_spec("ray") is not None,
+        help="also the Ray executor vs the local one (ingest-ray.md; default: if installed)",
+    )
+    parser.add_argument("--only-ray", action="store_true", help="only that comparison")
+    parser.add_argument(
+        "--ray-files", type=Path, default=SHARED_DATA / "example-docs", help="its files"
+    )
+    parser.add_argument("--ray-sizes", default="8,32", help="its two corpus sizes, in files")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.scifact_docs = 2, min(args.scifact_docs, 40)
@@ -204,6 +220,10 @@ def main() -> None:
     settings = load_settings()
     embedder = Components(settings).embedder
     embedder.encode(["warm up"])
+    if args.ray or args.only_ray:
+        compare_executors(args, settings, embedder)
+    if args.only_ray:
+        return
     peer_version = llamaindex.version()
     peer = None
     if peer_version is not None:
@@ -337,6 +357,18 @@ def main() -> None:
         notes,
     )  # fmt: skip
     write_plot("ingest", "Ingestion throughput (bars: median; whiskers: min-max)", panels, env)
+
+
+def compare_executors(args: argparse.Namespace, settings: Settings, embedder: Embedder) -> None:
+    sizes = [int(size) for size in args.ray_sizes.split(",")]
+    corpora = {
+        f"{args.ray_files.name}, {len(files)} files": files
+        for files in (ingest_ray.sample_files(args.ray_files, size) for size in sizes)
+    }
+    print(f"executors: {', '.join(corpora)}, {args.repeats} repeats", flush=True)
+    with ingest_ray.loopback_cluster() as address:
+        results = ingest_ray.measure(corpora, settings, embedder, address, args.repeats)
+    ingest_ray.write(results, args.repeats, environment(["unstructured", "torch", "ray"]))
 
 
 if __name__ == "__main__":

@@ -132,6 +132,25 @@ def ingest_line(results: Path, link: Callable[[str], str]) -> str:
     return _bullet("Ingestion", results, "ingest", link, parts)
 
 
+def ingest_ray_line(results: Path, link: Callable[[str], str]) -> str:
+    rows = read_rows(results / "ingest-ray.csv")
+    local = {row["corpus"]: row for row in rows if row["executor"] == "local"}
+    parts = []
+    for row in rows:
+        if row["executor"] != "ray":
+            continue
+        ray_docs = parse_spread(row["docs/s"])[0]
+        local_docs = parse_spread(local[row["corpus"]]["docs/s"])[0]
+        parts.append(
+            f"on {row['corpus']}: the Ray executor (two one-CPU nodes on loopback) ingests "
+            f"{ray_docs / local_docs:.2f}x the local executor's documents/s, "
+            f"{row['Ray overhead s/file']} s per file"
+        )
+    if not parts:
+        raise ValueError("no ray row in ingest-ray.csv")
+    return _bullet("Ingestion on Ray", results, "ingest-ray", link, parts)
+
+
 def query_line(results: Path, link: Callable[[str], str]) -> str:
     rows = read_rows(results / "query.csv")
     parts = []
@@ -303,6 +322,7 @@ def backends_line(results: Path, link: Callable[[str], str]) -> str:
 SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("ingest.csv", "Ingestion", ingest_line),
     ("backends.csv", "Embedding runtimes", backends_line),
+    ("ingest-ray.csv", "Ingestion on Ray", ingest_ray_line),
     ("query.csv", "Query latency", query_line),
     ("generate.csv", "Generation", generate_line),
     ("load.csv", "Load", load_line),

@@ -20,16 +20,26 @@ from ragline.settings import ParsingSettings
 _MAX_TASKS_PER_WORKER = 100  # recycle workers: some parsers leak memory
 
 
-def _init_worker(memory_mb: int) -> None:
+def cap_heap(memory_mb: int) -> int:
+    """Limit this process's heap; returns the soft limit it had.
+
+    The heap, not the address space: mapped libraries (torch, onnxruntime) take GBs of
+    address space they never touch. A file that needs more raises MemoryError (its
+    reason) or kills its worker (the pool starts another); the others go on."""
     import resource
 
+    previous, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = memory_mb * 2**20
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    return previous
+
+
+def _init_worker(memory_mb: int) -> None:
     from ragline.ingest.offline_nlp import use_packaged_spacy_model
 
-    # The heap, not the address space: mapped libraries (torch, onnxruntime) take GBs of
-    # address space they never touch. A file that needs more raises MemoryError (its
-    # reason) or kills this worker (pebble starts another); the others go on.
-    limit = memory_mb * 2**20
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    cap_heap(memory_mb)
     use_packaged_spacy_model()
 
 
@@ -71,16 +81,20 @@ def _result(
     except TimeoutError:
         error = f"timed out after {settings.file_timeout_s:.0f}s while parsing"
     except ProcessExpired as exc:
-        error = (
-            f"parser process died (exit code {exc.exitcode}); out of memory? "
-            f"(parsing.worker_memory_mb: {settings.worker_memory_mb})"
-        )
+        error = died_reason(settings, f"exit code {exc.exitcode}")
     except Exception as exc:  # a pool-level failure for this file only
         error = f"{type(exc).__name__}: {exc}"
-    return _failed(path, error, confined)
+    return failed_document(path, error, confined)
 
 
-def _failed(path: Path, error: str, confined: bool) -> ParsedDocument:
+def died_reason(settings: ParsingSettings, how: str) -> str:
+    return (
+        f"parser process died ({how}); out of memory? "
+        f"(parsing.worker_memory_mb: {settings.worker_memory_mb})"
+    )
+
+
+def failed_document(path: Path, error: str, confined: bool) -> ParsedDocument:
     if confined:  # only the worker's confined open may read it
         return ParsedDocument(
             source=str(path), content_hash="", size_bytes=0, file_type="", error=error

@@ -1,9 +1,10 @@
 """Batch ingestion: discover → (skip unchanged) → parse → chunk → embed → write.
 
 Each stage is a plain function over a batch (``discover``, ``parse_files``,
-``Chunker.run``, ``Embedder.encode``, ``Collection.write_documents``) so that a
-distributed engine can map them later; ``IngestPipeline`` only sequences them, groups
-documents into embedding batches and commits each group in one transaction.
+``Chunker.run``, ``Embedder.encode``, ``Collection.write_documents``).
+``IngestPipeline`` sequences them, groups documents into commit groups and commits
+each group in one transaction; parsing and embedding run on an executor (this machine's
+process pool, or a Ray cluster: ``ragline.ingest.executor``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from ragline.ingest.collection import Collection
 from ragline.ingest.confine import OutsideRootsError, open_file, under
 from ragline.ingest.docstore import DocumentWrite
 from ragline.ingest.embed import Embedder
-from ragline.ingest.parallel import parse_files
+from ragline.ingest.executor import Embedded, IngestExecutor, make_executor
 from ragline.ingest.tokens import HFTokenCounter
-from ragline.ingest.types import Chunk, ChunkSizeStats, ParsedDocument
+from ragline.ingest.types import ChunkSizeStats, CommitGroup, ParsedDocument, PendingDocument
 from ragline.settings import Settings
 
 
@@ -54,6 +55,7 @@ class FileOutcome:
 @dataclass(slots=True)
 class IngestReport:
     collection: str
+    executor: str = "local"
     outcomes: list[FileOutcome] = field(default_factory=list)
     seconds: float = 0.0
     parse_seconds: float = 0.0
@@ -92,9 +94,6 @@ class NullProgress:
 
     def embedded(self, n_chunks: int, seconds: float) -> None:
         pass
-
-
-_Pending = tuple[ParsedDocument, list[Chunk], frozenset[int]]  # chunked, awaiting embedding
 
 
 def _batched(items: Iterable[ParsedDocument], size: int) -> Iterator[list[ParsedDocument]]:
@@ -145,10 +144,12 @@ class IngestPipeline:
         collection: Collection,
         embedder: Embedder | None = None,
         progress: ProgressSink | None = None,
+        executor: IngestExecutor | None = None,
     ) -> None:
         self.settings = settings
         self.collection = collection
         self.embedder = embedder or Embedder(settings.embedding)
+        self.executor = executor or make_executor(settings, self.embedder)
         self.chunker = Chunker(settings.chunking, HFTokenCounter(self.embedder.model_path))
         self.progress = progress or NullProgress()
         self._sources: dict[str, str] = {}  # file path -> the source it is stored as
@@ -165,7 +166,7 @@ class IngestPipeline:
         one of them when opened: any of them may have become a symlink since it was named.
         ``sources`` maps a file's absolute path to the source to store it as."""
         started = time.perf_counter()
-        report = IngestReport(collection=self.collection.name)
+        report = IngestReport(collection=self.collection.name, executor=self.executor.name)
         self._sources = dict(sources or {})
         named = [Path(p) for p in paths]
         outside = [] if roots is None else _outside(named, roots)
@@ -178,7 +179,7 @@ class IngestPipeline:
                 outcome = FileOutcome(self._source(path), Status.FAILED, detail=_OUTSIDE)
                 self._record(report, outcome)
             to_parse = self._skip_known(files, report, force, roots)
-            parsed = parse_files(to_parse, self.settings.parsing, roots)
+            parsed = self.executor.parse(to_parse, self.settings.parsing, roots)
             self._chunk_embed_write((self._as_source(d) for d in parsed), report)
         report.seconds = time.perf_counter() - started
         return report
@@ -194,7 +195,7 @@ class IngestPipeline:
         """Ingest already-parsed records (datasets, other loaders); same-hash records at
         the same source are skipped."""
         started = time.perf_counter()
-        report = IngestReport(collection=self.collection.name)
+        report = IngestReport(collection=self.collection.name, executor=self.executor.name)
         self.progress.start(len(documents))
         with self.collection.writer_lock():
             self.collection.ensure_config(collection_config(self.settings, self.embedder))
@@ -216,42 +217,52 @@ class IngestPipeline:
         return report
 
     def _chunk_embed_write(self, documents: Iterable[ParsedDocument], report: IngestReport) -> None:
-        pending: list[_Pending] = []
-        pending_chunks = 0
-        config = self.settings.chunking
         # Documents are chunked a window at a time, so that boilerplate repeating across
-        # the batch is known before the first of them is chunked.
-        for window in _batched(documents, config.boilerplate_window):
-            keys = [
-                candidate_keys(d, config.boilerplate_max_chars) if d.ok else frozenset()
-                for d in window
-            ]
-            boilerplate = self._boilerplate(window, keys)
-            for document, document_keys in zip(window, keys, strict=True):
-                report.parse_seconds += document.parse_seconds
-                chunking = self.chunker.chunk(document, boilerplate) if document.ok else None
-                if chunking is not None and not chunking.chunks and chunking.boilerplate_dropped:
-                    # Text that other documents repeat is still this document's whole
-                    # content (copies of one e-mail, say): keep it rather than lose it.
-                    chunking = self.chunker.chunk(document)
-                chunks = chunking.chunks if chunking is not None else []
-                if chunking is not None:
-                    report.boilerplate_dropped += chunking.boilerplate_dropped
-                    report.small_merged += chunking.merged
-                if not chunks:
-                    reason = document.error or "no chunks after cleaning"
-                    outcome = FileOutcome(
-                        document.source, Status.FAILED, file_type=document.file_type, detail=reason
-                    )
-                    self._record(report, outcome)
-                    continue
-                pending.append((document, chunks, document_keys))
-                pending_chunks += len(chunks)
-                if pending_chunks >= self.settings.pipeline.commit_chunks:
-                    self._embed_and_write(pending, report)
-                    pending, pending_chunks = [], 0
-        self._embed_and_write(pending, report)
+        # the batch is known before the first of them is chunked. Each window's last group
+        # is committed before the next window is chunked: its documents count towards the
+        # next window's boilerplate.
+        for window in _batched(documents, self.settings.chunking.boilerplate_window):
+            for embedded in self.executor.embed(self._commit_groups(window, report)):
+                self._write(embedded, report)
         self.collection.flush()
+
+    def _commit_groups(
+        self, window: list[ParsedDocument], report: IngestReport
+    ) -> Iterator[CommitGroup]:
+        """The window's documents chunked, in groups of about ``pipeline.commit_chunks``
+        chunks; a document without chunks is recorded as failed."""
+        config = self.settings.chunking
+        keys = [
+            candidate_keys(d, config.boilerplate_max_chars) if d.ok else frozenset() for d in window
+        ]
+        boilerplate = self._boilerplate(window, keys)
+        group = CommitGroup()
+        group_chunks = 0
+        for document, document_keys in zip(window, keys, strict=True):
+            report.parse_seconds += document.parse_seconds
+            chunking = self.chunker.chunk(document, boilerplate) if document.ok else None
+            if chunking is not None and not chunking.chunks and chunking.boilerplate_dropped:
+                # Text that other documents repeat is still this document's whole
+                # content (copies of one e-mail, say): keep it rather than lose it.
+                chunking = self.chunker.chunk(document)
+            chunks = chunking.chunks if chunking is not None else []
+            if chunking is not None:
+                report.boilerplate_dropped += chunking.boilerplate_dropped
+                report.small_merged += chunking.merged
+            if not chunks:
+                reason = document.error or "no chunks after cleaning"
+                outcome = FileOutcome(
+                    document.source, Status.FAILED, file_type=document.file_type, detail=reason
+                )
+                self._record(report, outcome)
+                continue
+            group.documents.append(PendingDocument(document, chunks, document_keys))
+            group_chunks += len(chunks)
+            if group_chunks >= self.settings.pipeline.commit_chunks:
+                yield group
+                group, group_chunks = CommitGroup(), 0
+        if group.documents:
+            yield group
 
     def _boilerplate(self, window: list[ParsedDocument], keys: list[frozenset[int]]) -> Boilerplate:
         """Short elements found in enough documents: this window's plus those stored,
@@ -299,33 +310,30 @@ class IngestPipeline:
             to_parse.append(path)
         return to_parse
 
-    def _embed_and_write(self, pending: list[_Pending], report: IngestReport) -> None:
-        if not pending:
-            return
-        texts = [chunk.text for _, chunks, _ in pending for chunk in chunks]
-        started = time.perf_counter()
-        vectors = self.embedder.encode(texts)
-        seconds = time.perf_counter() - started
-        report.embed_seconds += seconds
-        report.chunks_embedded += len(texts)
-        report.chunk_tokens.extend(c.token_count for _, chunks, _ in pending for c in chunks)
-        self.progress.embedded(len(texts), seconds)
+    def _write(self, embedded: Embedded, report: IngestReport) -> None:
+        """Commit one group: its documents replace any stored versions in one transaction."""
+        chunks = embedded.group.chunks
+        report.embed_seconds += embedded.seconds
+        report.chunks_embedded += len(chunks)
+        report.chunk_tokens.extend(chunk.token_count for chunk in chunks)
+        self.progress.embedded(len(chunks), embedded.seconds)
 
         writes: list[DocumentWrite] = []
         offset = 0
-        for document, chunks, keys in pending:
+        for pending in embedded.group.documents:
+            document, n = pending.document, len(pending.chunks)
             writes.append(
                 DocumentWrite(
                     source=document.source,
                     content_hash=document.content_hash,
                     file_type=document.file_type,
                     size_bytes=document.size_bytes,
-                    chunks=chunks,
-                    vectors=vectors[offset : offset + len(chunks)],
-                    element_keys=keys,
+                    chunks=pending.chunks,
+                    vectors=embedded.vectors[offset : offset + n],
+                    element_keys=pending.element_keys,
                 )
             )
-            offset += len(chunks)
+            offset += n
         existing = {w.source for w in writes if self.collection.docstore.document(w.source)}
         self.collection.write_documents(writes)
         for write in writes:

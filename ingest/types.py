@@ -52,6 +52,30 @@ class Chunk:
     metadata: dict[str, Any] | None = None  # an imported row's own fields
 
 
+@dataclass(slots=True)
+class PendingDocument:
+    """A chunked document awaiting its vectors."""
+
+    document: ParsedDocument
+    chunks: list[Chunk]
+    element_keys: frozenset[int]  # its short elements' keys, for boilerplate counts
+
+
+@dataclass(slots=True)
+class CommitGroup:
+    """Documents embedded together and written in one transaction."""
+
+    documents: list[PendingDocument] = field(default_factory=list)
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        return [chunk for pending in self.documents for chunk in pending.chunks]
+
+    @property
+    def texts(self) -> list[str]:
+        return [chunk.text for chunk in self.chunks]
+
+
 SMALL_CHUNK_TOKENS = 32  # "small": under this, a chunk rarely carries a whole statement
 
 

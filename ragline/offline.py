@@ -12,6 +12,7 @@ import os
 DEFAULTS = {
     "HF_HUB_OFFLINE": "1",  # no model-hub calls (they hang or fail without network)
     "DO_NOT_TRACK": "1",  # unstructured's and others' usage analytics
+    "RAY_USAGE_STATS_ENABLED": "0",  # Ray's (the ray executor, its test cluster)
     "UNSTRUCTURED_DISABLE_NOTICE": "1",
     "TOKENIZERS_PARALLELISM": "false",  # fork-safe tokenizers (parse workers, vLLM)
     "TRANSFORMERS_VERBOSITY": "error",

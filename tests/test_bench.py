@@ -24,6 +24,7 @@ from bench.report import (
     MarkerError,
     build_section,
     ingest_line,
+    ingest_ray_line,
     replace_between_markers,
     scale_line,
 )
@@ -238,6 +239,21 @@ def test_section_is_built_from_the_tables(tmp_path: Path) -> None:
     assert "| 128 / 32 | 0.7000 · 19.0 ms | - |" in section
     assert "| 256 / 32 | 0.7100 · 20.0 ms | 0.7300 · 400.0 ms |" in section
     assert "(2026-11-25)" in section
+
+
+def test_ray_line_compares_the_executors_of_one_run(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "ingest-ray.csv",
+        "corpus,executor,files,chunks,seconds,docs/s,embeddings/s,Ray overhead s/file\n"
+        "docs 8,local,8,40,10.0,0.80 (0.70-0.90),20,-\n"
+        "docs 8,ray,8,40,20.0,0.40 (0.35-0.45),10,+1.25\n",
+    )
+    line = ingest_ray_line(tmp_path, lambda name: name)
+    assert "0.50x the local executor's documents/s, +1.25 s per file" in line
+    assert "](ingest-ray.md)" in line
+    _write(tmp_path / "ingest-ray.csv", "corpus,executor\ndocs,local\n")
+    with pytest.raises(ValueError):
+        ingest_ray_line(tmp_path, lambda name: name)
 
 
 def test_missing_peer_and_unreadable_tables_are_said(tmp_path: Path) -> None:

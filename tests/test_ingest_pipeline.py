@@ -135,7 +135,7 @@ KILL_SET = [
 ]
 
 
-def _ingest_cmd(docs: Path, collection: str) -> list[str]:
+def _ingest_cmd(docs: Path, collection: str, executor: list[str] | None = None) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -146,6 +146,7 @@ def _ingest_cmd(docs: Path, collection: str) -> list[str]:
         collection,
         "--workers",
         "1",
+        *(executor or []),
     ]
 
 
@@ -162,10 +163,27 @@ def _counts(db: Path) -> tuple[int, int]:
         return 0, 0
 
 
+def _run(command: list[str], env: dict[str, str]) -> None:
+    # A session of its own, like any ingest a person starts: the test's Ray cluster runs
+    # in pytest's process group, whose signals must not reach the driver.
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=900, start_new_session=True
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "ray"])
 def test_kill_9_mid_ingest_then_rerun_matches_clean_run(
-    example_docs: Path, tmp_path: Path, settings: Settings
+    example_docs: Path,
+    tmp_path: Path,
+    settings: Settings,
+    executor: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    options = ["--executor", executor]
+    if executor == "ray":  # the driver joins the test cluster, which outlives it
+        options += ["--ray-address", request.getfixturevalue("ray_cluster").address]
     docs = _copy(example_docs, KILL_SET, tmp_path / "docs")
     env = {
         **os.environ,
@@ -173,13 +191,11 @@ def test_kill_9_mid_ingest_then_rerun_matches_clean_run(
         # Many small commits, so that the kill lands between some of them.
         "RAGLINE_PIPELINE__COMMIT_CHUNKS": "8",
     }
-    subprocess.run(
-        _ingest_cmd(docs, "clean"), env=env, check=True, capture_output=True, timeout=900
-    )
+    _run(_ingest_cmd(docs, "clean", options), env)
 
     db = tmp_path / "var" / "collections" / "killed" / Collection.DOCSTORE
     process = subprocess.Popen(
-        _ingest_cmd(docs, "killed"),
+        _ingest_cmd(docs, "killed", options),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -193,9 +209,7 @@ def test_kill_9_mid_ingest_then_rerun_matches_clean_run(
     partial_docs, _ = _counts(db)
     assert 0 < partial_docs < len(KILL_SET), "the kill must land mid-ingest"
 
-    subprocess.run(
-        _ingest_cmd(docs, "killed"), env=env, check=True, capture_output=True, timeout=900
-    )
+    _run(_ingest_cmd(docs, "killed", options), env)
     root = tmp_path / "var" / "collections"
     clean = Collection.open(root, "clean", settings.index)
     killed = Collection.open(root, "killed", settings.index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,30 +13,53 @@ from ragline.cli.app import CollectionOpt, app, collection_name, console, err_co
 from ragline.cli.app import settings as load
 
 
+class Executor(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files or folders to ingest")],
     collection: CollectionOpt = None,
     force: Annotated[bool, typer.Option(help="re-parse files even if unchanged")] = False,
     workers: Annotated[int | None, typer.Option(help="parsing processes")] = None,
+    executor: Annotated[
+        Executor | None,
+        typer.Option(help="local: this machine; ray: a Ray cluster (default: ingest.executor)"),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="with --executor ray: auto or HOST:PORT joins that cluster; default "
+            "(ray.address unset): start a local Ray instance"
+        ),
+    ] = None,
 ) -> None:
     """Parse, chunk, embed and index documents into a collection."""
+    from rich.markup import escape
+
     from ragline.cli.progress import RichIngestProgress, render_report
     from ragline.ingest.collection import CollectionError
+    from ragline.ingest.executor import ExecutorUnavailable
     from ragline.service.collections import CollectionService
     from ragline.service.components import Components
 
     settings = load()
     if workers is not None:
         settings.parsing.workers = workers
+    if executor is not None:
+        settings.ingest.executor = executor.value
+    if ray_address is not None:
+        settings.ray.address = ray_address
     service = CollectionService(Components(settings))
     try:
         with RichIngestProgress(console) as progress:
             report = service.ingest(
                 collection_name(settings, collection), paths, force=force, progress=progress
             )
-    except (CollectionError, FileNotFoundError) as exc:
-        fail(str(exc))
+    except (CollectionError, FileNotFoundError, ExecutorUnavailable) as exc:
+        fail(escape(str(exc)))  # file names and "ragline[ray]" are not markup
     render_report(console, report)
 
 

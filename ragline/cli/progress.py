@@ -82,7 +82,7 @@ def render_report(console: Console, report: IngestReport) -> None:
     console.print(summary)
     embed_rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds else 0.0
     console.print(
-        f"{len(report.outcomes)} files in {report.seconds:.1f}s · "
+        f"{len(report.outcomes)} files in {report.seconds:.1f}s ({report.executor} executor) · "
         f"{report.chunks_embedded} chunks embedded at {embed_rate:.1f}/s"
     )
     stats = report.chunk_stats
