@@ -86,17 +86,35 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm_models_dir: Path) -> It
         "RAGLINE_GENERATION__ABSTAIN_BELOW": "0",
         "RAGLINE_API__KEYS": json.dumps([{"sha256": key_hash(ADMIN_KEY), "name": "admin"}]),
     }
+    # "demo" is ingested before the server starts: nothing of the ingest (its lock, its
+    # parse workers) overlaps the server's start-up.
+    settings = load_settings(storage={"data_dir": data}, parsing={"workers": 1})
+    demo = Collection.open(settings.storage.collections_dir, "demo", settings.index, True)
+    report = IngestPipeline(settings, demo).run([REPO / "samples"])
+    demo.close()
+    assert report.count(Status.INGESTED) >= 7, report.failures
     process = ServeProcess(env, root / "server.log")  # jobs and cache in-process
     try:
-        # Ingest while the engine starts: the server opens "demo" on first use.
-        settings = load_settings(storage={"data_dir": data}, parsing={"workers": 1})
-        demo = Collection.open(settings.storage.collections_dir, "demo", settings.index, True)
-        report = IngestPipeline(settings, demo).run([REPO / "samples"])
-        demo.close()
-        assert report.count(Status.INGESTED) >= 7, report.failures
-        yield Server(process.wait_ready(START_TIMEOUT_S), process.log)
+        server = Server(process.wait_ready(START_TIMEOUT_S), process.log)
+        _check_answers(server)
+        yield server
     finally:
         process.stop()
+
+
+def _check_answers(server: Server) -> None:
+    """One short answer over "demo" through the whole path before any page opens: a
+    failure here says what the server did (its log), not only that a page waited."""
+    body = {"model": "demo", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 8}
+    try:
+        with server.http(timeout=ANSWER_TIMEOUT_MS / 1000) as http:
+            response = http.post("/v1/chat/completions", json=body)
+        ok = response.status_code == 200 and bool(response.json()["sources"])
+        detail = response.text[:500]
+    except httpx.HTTPError as exc:
+        ok, detail = False, repr(exc)
+    tail = "\n".join(server.log.read_text(errors="replace").splitlines()[-80:])
+    assert ok, f"no answer over demo: {detail}\nserver log:\n{tail}"
 
 
 @pytest.fixture(scope="module")
