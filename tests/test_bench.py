@@ -22,6 +22,7 @@ from bench.report import (
     END,
     START,
     MarkerError,
+    backends_line,
     build_section,
     ingest_line,
     ingest_ray_line,
@@ -254,6 +255,35 @@ def test_ray_line_compares_the_executors_of_one_run(tmp_path: Path) -> None:
     _write(tmp_path / "ingest-ray.csv", "corpus,executor\ndocs,local\n")
     with pytest.raises(ValueError):
         ingest_ray_line(tmp_path, lambda name: name)
+
+
+def test_backends_line_names_the_chosen_runtime_and_the_fastest_gated_reranker(
+    tmp_path: Path,
+) -> None:
+    header = (
+        "runtime,tokens,passages/s,÷ plain fp32 loop,% of GEMM rate at its precision,"
+        "cosine to fp32 mean / min,gate (≥ 0.99)\n"
+    )
+    _write(
+        tmp_path / "backends.csv",
+        header + "openvino-int8 (auto),256,50.0 (48-52),3.60x (3.40-3.80),61%,0.997 / 0.99,pass\n"
+        "torch-fp32,256,14.0,1.00x,40%,1 / 1,pass\n",
+    )
+    _write(
+        tmp_path / "backends-rerank.csv",
+        "runtime,p50 ms,speed ÷ torch fp32,rank correlation to fp32\n"
+        "openvino-int8,60,5.0x,0.90\n"  # faster, but below the gate: not the one named
+        "openvino-bf16,95,3.2x,0.998\n"
+        "torch-fp32,300,1.00x,1.0000\n",
+    )
+    line = backends_line(tmp_path, lambda name: name)
+    assert "openvino-int8 at 256 tokens: 50.0 (48-52) passages/s" in line
+    assert "3.60x (3.40-3.80) the plain fp32 loop's rate — ahead" in line
+    assert "61% of the GEMM rate" in line
+    assert "rerank@20 p50 95 ms with openvino-bf16" in line
+    _write(tmp_path / "backends.csv", header + "torch-fp32,256,14.0,1.00x,40%,1 / 1,pass\n")
+    with pytest.raises(ValueError, match="auto"):
+        backends_line(tmp_path, lambda name: name)
 
 
 def test_missing_peer_and_unreadable_tables_are_said(tmp_path: Path) -> None:
