@@ -24,6 +24,7 @@ from ragline.ingest.runtime import (
     default_export_dir,
     model_fingerprint,
 )
+from ragline.ingest.tokens import COUNT_BATCH
 from ragline.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
@@ -108,8 +109,10 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         encoder = self._encoder
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        with self._lock:
-            lengths = encoder.lengths(texts)
+        lengths: list[int] = []
+        for start in range(0, len(texts), COUNT_BATCH):  # a book's chunks at once take GBs
+            with self._lock:
+                lengths += encoder.lengths(texts[start : start + COUNT_BATCH])
         batches = token_batches(lengths, self.settings.batch_tokens, self.settings.batch_size)
         # The lock is taken per few batches: a book being ingested must not hold every
         # query's embedding (and so every answer) for the minutes it takes.

@@ -29,13 +29,16 @@ class TorchForward:
         elif precision != "fp32":
             raise ValueError(f"torch runs fp32 or bf16, not {precision}")
         self.module = module.eval()
+        self.device = next(module.parameters()).device
 
     def __call__(self, features: dict[str, Any]) -> Any:
         import torch
 
+        inputs = {name: value.to(self.device) for name, value in model_inputs(features).items()}
         with torch.inference_mode():
-            output = self.module(**model_inputs(features), return_dict=True)
-        return output[0].float()
+            output = self.module(**inputs, return_dict=True)
+        # Back on the CPU in fp32: pooling and the gate work there, next to the mask.
+        return output[0].float().cpu()
 
 
 def build_forward(
