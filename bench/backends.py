@@ -274,7 +274,11 @@ def main() -> None:
             "Rerank@20 per runtime",
             ["runtime", "p50 ms", "speed ÷ torch fp32", "rank correlation to fp32"],
             reranked,
-            [environment(PACKAGES), f"{args.queries} SciFact titles as queries, 20 passages each."],
+            [
+                environment(PACKAGES),
+                f"{args.queries} SciFact titles as queries, 20 passages each; reranker "
+                f"{load_settings().rerank.model} (`rerank.model`).",
+            ],
         )
 
     panels = [
