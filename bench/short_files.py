@@ -35,11 +35,11 @@ def write_short_files(dest: Path, count: int = 1000, seed: int = 15) -> list[Pat
                 continue
             markdown = len(paths) % 3 == 0
             head = f"# {title}\n\n" if markdown else f"{title}\n\n"
-            text = (head + body)[: rng.randint(MIN_CHARS, MAX_CHARS)]
+            text = (head + body)[: rng.randint(MIN_CHARS, MAX_CHARS)].rstrip()
             if len(text) < MIN_CHARS:
                 continue
             path = dest / f"doc-{len(paths):04d}.{'md' if markdown else 'txt'}"
-            path.write_text(text.rstrip() + "\n", encoding="utf-8")
+            path.write_text(text + "\n", encoding="utf-8")
             paths.append(path)
     return paths
 
