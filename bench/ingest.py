@@ -1,9 +1,11 @@
 """Ingestion throughput against LlamaIndex, with a plain sentence-transformers loop as the
 floor and the CPU's FLOP limit as the ceiling.
 
-    python -m bench.ingest [PATH ...] [--scifact-docs N] [--repeats R] [--quick]
+    python -m bench.ingest [PATH ...] [--scifact-docs N] [--short-files N] [--repeats R]
 
-Two corpora: files (default samples/), and the first N SciFact abstracts as records.
+Three corpora: files (default samples/), N short generated text files (100-3,000
+characters each, bench/short_files.py; also from files), and the first N SciFact
+abstracts as records.
 Per repeat, in the same process and rotating the order:
 - ragline from files: parse (unstructured) → chunk → embed → write, into a fresh collection;
 - ragline from parsed documents: chunk → embed → write (``IngestPipeline.ingest_documents``);
@@ -49,6 +51,7 @@ from bench.flops import (
 )
 from bench.peers import llamaindex
 from bench.peers.plain import encode_rate
+from bench.short_files import write_short_files
 from ragline.evaluation.beir import BeirDataset, load_beir
 from ragline.evaluation.evaluate import beir_documents
 from ragline.ingest.chunk import Chunker
@@ -200,6 +203,9 @@ def main() -> None:
     parser.add_argument("paths", nargs="*", default=[str(PROJECT_ROOT / "samples")])
     parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder")
     parser.add_argument("--scifact-docs", type=int, default=150, help="first N abstracts (0: none)")
+    parser.add_argument(
+        "--short-files", type=int, default=1000, help="generated short text files (0: none)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 repeats, 40 abstracts")
     parser.add_argument(
@@ -216,6 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.scifact_docs = 2, min(args.scifact_docs, 40)
+        args.short_files = min(args.short_files, 200)
 
     settings = load_settings()
     embedder = Components(settings).embedder
@@ -239,6 +246,16 @@ def main() -> None:
     files = [p for p in discover(args.paths)]
     parsed = [d for d in parse_files(files, settings.parsing) if d.ok]
     corpora = [Corpus(", ".join(Path(p).name for p in args.paths), parsed, list(args.paths))]
+    short_dir = tempfile.TemporaryDirectory()
+    if args.short_files:
+        short = write_short_files(Path(short_dir.name), args.short_files)
+        corpora.append(
+            Corpus(
+                f"{len(short)} short text files",
+                [d for d in parse_files(short, settings.parsing) if d.ok],
+                [short_dir.name],
+            )
+        )
     if args.scifact_docs and (args.scifact / "corpus.jsonl").exists():
         corpora.append(
             Corpus(

@@ -111,6 +111,10 @@ def ingest_line(results: Path, link: Callable[[str], str]) -> str:
     rows = read_rows(results / "ingest.csv")
     parts = []
     for row in rows:
+        if row["system"].startswith("ragline, from files"):
+            docs_s = parse_spread(row["docs/s"])[0]
+            parts.append(f"from files on {row['corpus']}: {docs_s:.1f} documents/s")
+            continue
         if not row["system"].startswith("ragline (chunk"):
             continue
         clauses = []

@@ -2,11 +2,18 @@
 
 pebble's pool kills a worker whose file overruns its timeout or crashes the parser,
 which a plain ``ProcessPoolExecutor`` cannot do; the batch goes on either way.
+
+Small files go several to a task (``parsing.batch_bytes``): one task per file cost more
+in hand-offs and worker restarts than parsing a short text. A task of several files that
+times out or kills its worker is retried a file at a time, so a bad file still fails
+alone, with its own reason.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
@@ -18,6 +25,8 @@ from ragline.ingest.types import ParsedDocument
 from ragline.settings import ParsingSettings
 
 _MAX_TASKS_PER_WORKER = 100  # recycle workers: some parsers leak memory
+_TASKS_PER_WORKER = 4  # at least this many tasks per worker: batches must not starve one
+_MAX_BATCH_FILES = 64
 
 
 def cap_heap(memory_mb: int) -> int:
@@ -43,6 +52,40 @@ def _init_worker(memory_mb: int) -> None:
     use_packaged_spacy_model()
 
 
+def parse_batch(
+    paths: Sequence[Path], settings: ParsingSettings, roots: Sequence[str] | None
+) -> list[ParsedDocument]:
+    """One worker task: its files parsed one after another, each isolated by parse_file."""
+    return [parse_file(path, settings, roots) for path in paths]
+
+
+def batches(paths: Sequence[Path], settings: ParsingSettings) -> list[list[Path]]:
+    """Consecutive small files grouped up to ``batch_bytes`` (and enough tasks to keep every
+    worker busy); a larger or unreadable file goes alone."""
+    per_batch = min(
+        _MAX_BATCH_FILES, math.ceil(len(paths) / (_TASKS_PER_WORKER * settings.workers))
+    )
+    groups: list[list[Path]] = []
+    current: list[Path] = []
+    current_bytes = 0
+    for path in paths:
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            size = settings.batch_bytes + 1  # parse_file reports why, alone
+        if size > settings.batch_bytes // 2 or per_batch <= 1:
+            groups.append([path])
+            continue
+        if current and (len(current) >= per_batch or current_bytes + size > settings.batch_bytes):
+            groups.append(current)
+            current, current_bytes = [], 0
+        current.append(path)
+        current_bytes += size
+    if current:
+        groups.append(current)
+    return groups
+
+
 def parse_files(
     paths: Sequence[Path], settings: ParsingSettings, roots: Sequence[str] | None = None
 ) -> Iterator[ParsedDocument]:
@@ -60,31 +103,34 @@ def parse_files(
         initargs=(settings.worker_memory_mb,),
         context=context,
     ) as pool:
-        pending: dict[Future[ParsedDocument], Path] = {
-            pool.schedule(
-                parse_file, args=(path, settings, roots), timeout=settings.file_timeout_s
-            ): path
-            for path in paths
-        }
+
+        def schedule(group: list[Path]) -> Future[list[ParsedDocument]]:
+            return pool.schedule(
+                parse_batch, args=(group, settings, roots), timeout=settings.file_timeout_s
+            )
+
+        pending = {schedule(group): group for group in batches(paths, settings)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                path = pending.pop(future)
-                yield _result(future, path, settings, confined=roots is not None)
+                group = pending.pop(future)
+                try:
+                    yield from future.result()
+                except Exception as exc:
+                    if len(group) > 1:  # find the file that did it: one task each
+                        pending.update((schedule([path]), [path]) for path in group)
+                    else:
+                        yield failed_document(
+                            group[0], _reason(exc, settings), confined=roots is not None
+                        )
 
 
-def _result(
-    future: Future[ParsedDocument], path: Path, settings: ParsingSettings, confined: bool
-) -> ParsedDocument:
-    try:
-        return future.result()
-    except TimeoutError:
-        error = f"timed out after {settings.file_timeout_s:.0f}s while parsing"
-    except ProcessExpired as exc:
-        error = died_reason(settings, f"exit code {exc.exitcode}")
-    except Exception as exc:  # a pool-level failure for this file only
-        error = f"{type(exc).__name__}: {exc}"
-    return failed_document(path, error, confined)
+def _reason(exc: Exception, settings: ParsingSettings) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {settings.file_timeout_s:.0f}s while parsing"
+    if isinstance(exc, ProcessExpired):
+        return died_reason(settings, f"exit code {exc.exitcode}")
+    return f"{type(exc).__name__}: {exc}"  # a pool-level failure for this task only
 
 
 def died_reason(settings: ParsingSettings, how: str) -> str:

@@ -62,6 +62,12 @@ class ParsingSettings(BaseModel):
     workers: int = _field(2, "parsing processes", ge=1)
     file_timeout_s: float = _field(600.0, "per file; a 1,225-page book takes ~75 s alone", gt=0)
     max_file_mb: float = _field(100.0, "larger files are refused with a reason", gt=0)
+    batch_bytes: int = _field(
+        262144,
+        "files up to half this size are parsed several to a worker task, up to this many "
+        "bytes per task (a task that fails is retried a file at a time); 0: one file a task",
+        ge=0,
+    )
     worker_memory_mb: int = _field(
         4096,
         "heap (RLIMIT_DATA) of each parse process: a file that needs more fails with a "

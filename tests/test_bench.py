@@ -300,6 +300,21 @@ def test_missing_peer_and_unreadable_tables_are_said(tmp_path: Path) -> None:
     assert "](ingest.md)" in section
 
 
+def test_ingest_line_gives_the_from_files_rate(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "ingest.csv",
+        "corpus,system,docs,chunks,docs/s,chunks/s,embeddings/s,tokens/passage,"
+        "FLOP bound emb/s,emb/s ÷ bound,docs/s vs LlamaIndex,emb/s vs plain\n"
+        '1000 short text files,"ragline, from files (parse → chunk → embed → write)",1000,'
+        "1522,31.7 (30.2-33.0),48,50,193,88,0.5,-,0.98x\n"
+        "1000 short text files,ragline (chunk → embed → write),1000,1522,60,90,95,193,88,0.9,"
+        "-,1.01x\n",
+    )
+    line = ingest_line(tmp_path, lambda name: name)
+    assert "from files on 1000 short text files: 31.7 documents/s" in line
+    assert "on 1000 short text files: embeddings/s" in line
+
+
 def test_load_line_reads_the_busiest_level(tmp_path: Path) -> None:
     header = (
         "clients,answers,answers/s,tokens/s,TTFT p50 ms,TTFT p95 ms,TTFT p99 ms,TPOT p50 ms,"
@@ -336,3 +351,21 @@ def test_scale_line_reads_the_largest_collection(tmp_path: Path) -> None:
     assert "recall@10 0.960" in line and "serving RSS 3100 MB" in line
     assert "searchable after 45 / 90 ms" in line
     assert "(bm25s): 30 s, query 9.0 ms at 100,000 chunks" in line
+
+
+# -- the short-files corpus -----------------------------------------------------------------
+
+
+def test_short_files_are_the_same_on_every_call(tmp_path: Path) -> None:
+    from bench.short_files import MAX_CHARS, MIN_CHARS, SCIFACT_CORPUS, write_short_files
+
+    if not SCIFACT_CORPUS.exists():
+        pytest.skip(f"needs {SCIFACT_CORPUS}")
+    first = write_short_files(tmp_path / "a", 60)
+    second = write_short_files(tmp_path / "b", 60)
+    assert [p.name for p in first] == [p.name for p in second]
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+    sizes = [len(p.read_text(encoding="utf-8")) for p in first]
+    assert all(MIN_CHARS <= size <= MAX_CHARS + 1 for size in sizes)  # + the final newline
+    assert {p.suffix for p in first} == {".md", ".txt"}
+    assert first[0].read_text().startswith("# ")
