@@ -93,7 +93,13 @@ class ServeProcess:
         self.log = log
         # This checkout's code, whatever is installed (a worktree's tests run its own).
         pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-        full_env = {**os.environ, "PYTHONPATH": pythonpath, **env}
+        # vLLM binds its OpenMP threads one to a core, and they spin at every barrier: with
+        # another process busy on one of the two cores (the tests' own Ray cluster, say) a
+        # short answer took minutes (the engine logged "No available shared memory
+        # broadcast block found in 60 seconds"). Unbound threads that wait passively let
+        # the kernel share the cores instead.
+        contention = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_WAIT_POLICY": "PASSIVE"}
+        full_env = {**os.environ, **contention, "PYTHONPATH": pythonpath, **env}
         if "REDIS_URL" not in env:
             full_env.pop("REDIS_URL", None)  # only the test's own Redis, if any
         # This checkout's code, whichever checkout the installed entry point points at.
