@@ -14,8 +14,12 @@ lint:
 	$(VENV)/mypy
 	$(VENV)/lint-imports
 
+# The chat page's browser tests run in a process of their own: after the rest of the
+# suite in one process, their server's engine stalled on its first answer (CI, and a
+# full run here), alone they pass; what in the shared process causes it is not found yet.
 test: setup lint
-	$(VENV)/pytest -q
+	$(VENV)/pytest -q --ignore=tests/test_ui.py
+	$(VENV)/pytest -q tests/test_ui.py
 
 bench-env: setup
 	bash scripts/bench-env.sh

@@ -20,6 +20,18 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+# The environment as the test session began: an engine or a Ray driver started inside
+# the test process writes its own variables into os.environ, and a later server must
+# not inherit them.
+SESSION_ENV = dict(os.environ)
+# Likewise the CPUs it may run on: a server inherits its parent's affinity.
+SESSION_CPUS = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+
+def _session_cpus() -> None:
+    """In the server's process before exec: the CPUs the session began with."""
+    if SESSION_CPUS is not None:
+        os.sched_setaffinity(0, SESSION_CPUS)
 
 
 def free_port() -> int:
@@ -92,14 +104,14 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         # This checkout's code, whatever is installed (a worktree's tests run its own).
-        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), SESSION_ENV.get("PYTHONPATH")]))
         # vLLM binds its OpenMP threads one to a core, and they spin at every barrier: with
         # another process busy on one of the two cores (the tests' own Ray cluster, say) a
         # short answer took minutes (the engine logged "No available shared memory
         # broadcast block found in 60 seconds"). Unbound threads that wait passively let
         # the kernel share the cores instead.
         contention = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_WAIT_POLICY": "PASSIVE"}
-        full_env = {**os.environ, **contention, "PYTHONPATH": pythonpath, **env}
+        full_env = {**SESSION_ENV, **contention, "PYTHONPATH": pythonpath, **env}
         if "REDIS_URL" not in env:
             full_env.pop("REDIS_URL", None)  # only the test's own Redis, if any
         # This checkout's code, whichever checkout the installed entry point points at.
@@ -112,6 +124,7 @@ class ServeProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
+                preexec_fn=_session_cpus,
             )
 
     def wait_ready(self, timeout: float) -> str:
