@@ -229,19 +229,34 @@ def load_line(results: Path, link: Callable[[str], str]) -> str:
 
 
 def scale_line(results: Path, link: Callable[[str], str]) -> str:
-    """The largest collection measured; the peer is the whole BM25 rebuild a commit used
-    to cost, against how soon a commit is now searchable."""
+    """The largest collection measured; peers: the whole BM25 rebuild a commit used to
+    cost, and LanceDB on the same rows where it ran (latency ratios of p50s)."""
     rows = read_rows(results / "scale.csv")
-    top = max(rows, key=lambda r: int(r["chunks"].replace(",", "")))
+
+    def size(row: dict[str, str]) -> int:
+        return int(row["chunks"].replace(",", ""))
+
+    ours = [r for r in rows if r.get("system", "ragline") == "ragline"]
+    top = max(ours, key=size)
     parts = [
         f"{top['chunks']} chunks: hybrid p50/p95 {top['hybrid p50/p95 ms']} ms, dense recall@10 "
         f"{top['dense recall@10']} against exact search, serving RSS {top['serving RSS MB']} MB",
         f"hybrid p99 {top['hybrid p99 ms idle / during ingest']} ms idle / during an ingest",
         f"a commit searchable after {top['searchable after ms (BM25/dense)']} ms (BM25/dense)",
     ]
-    peers = [r for r in rows if r["peer: bm25s rebuild"] != "not run"]
+    lance = [r for r in rows if r.get("system", "").startswith("LanceDB") and size(r) == size(top)]
+    if lance:
+        peer = lance[0]
+        for mode, column in (("dense", "dense p50/p95 ms"), ("hybrid", "hybrid p50/p95 ms")):
+            ratio = parse_spread(peer[column])[0] / parse_spread(top[column])[0]
+            parts.append(
+                f"{mode} p50 {ratio:.2f}x {peer['system']}'s speed — "
+                f"{'ahead' if ratio >= 1 else 'behind'} (its recall@10 "
+                f"{peer['dense recall@10']}, RSS {peer['serving RSS MB']} MB)"
+            )
+    peers = [r for r in ours if r["peer: bm25s rebuild"] != "not run"]
     if peers:
-        peer = max(peers, key=lambda r: int(r["chunks"].replace(",", "")))
+        peer = max(peers, key=size)
         parts.append(
             f"the BM25 rebuild each commit used to cost (bm25s): {peer['peer: bm25s rebuild']} "
             f"at {peer['chunks']} chunks"

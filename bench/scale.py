@@ -12,8 +12,10 @@ like real ones without hours of embedding; the table says so. A fresh process th
 the collection as a server would (``--probe``) and measures: its RSS, query latency per
 mode (SciFact test queries, one at a time, no cache), dense recall@10 of the index
 against exact search, how long a committed document takes to become searchable, and
-hybrid latency while another writer commits groups of chunks. Peer in the same run:
-the whole-rebuild BM25 the query path used before (bm25s re-indexing every chunk).
+hybrid latency while another writer commits groups of chunks. Peers in the same run:
+the whole-rebuild BM25 the query path used before (bm25s re-indexing every chunk), and
+LanceDB (bench/peers/lance_store.py: the same rows and embedder, its IVF-PQ index, full-text
+index and hybrid search) where .venv-bench has it.
 """
 
 from __future__ import annotations
@@ -253,6 +255,44 @@ def bm25s_rebuild(data_dir: Path, queries: int) -> dict[str, float]:
     return {"build_s": build, "p50": statistics.median(latencies), "rss_mb": _rss_mb()}
 
 
+def lance_peer(parquet: Path, folder: Path, queries: int) -> dict[str, Any]:
+    """LanceDB built from the same Parquet file and probed the same way, in this process."""
+    from bench.peers import lance_store
+    from ragline.service.components import Components
+
+    shutil.rmtree(folder, ignore_errors=True)
+    embedder = Components(load_settings()).embedder
+    dim = embedder.encode(["dimension"]).shape[1]
+    built = lance_store.build(parquet, folder, dim)
+    texts = list(load_beir(SCIFACT, "test").queries.values())
+    asked = [texts[i % len(texts)] for i in range(queries)]
+    out = lance_store.probe(folder, asked, lambda q: embedder.encode(q), _rss_mb)
+    out.update(built, disk_mb=_dir_mb(folder), index_kind="IVF-PQ (defaults)")
+    return out
+
+
+def _row(system: str, n: int, build: str, out: dict[str, Any], peer: str) -> list[str]:
+    s, busy = out["searchable_s"], out["during_ingest"]
+    return [
+        system,
+        f"{n:,}",
+        build,
+        f"{out['disk_mb']:,.0f}",
+        f"{out['rss_mb']:,.0f}",
+        out["index_kind"],
+        f"{out['dense']['p50']:.1f} / {out['dense']['p95']:.1f}",
+        f"{out['bm25']['p50']:.1f} / {out['bm25']['p95']:.1f}",
+        f"{out['hybrid']['p50']:.1f} / {out['hybrid']['p95']:.1f}",
+        f"{out['recall10']:.3f}",
+        f"{s['bm25'] * 1e3:.1f} / {s['dense'] * 1e3:.1f}"
+        if s["bm25"] is not None and s["dense"] is not None
+        else "not found in 30 s",
+        f"{out['hybrid']['p99']:.0f} / {busy['p99']:.0f} "
+        f"(max {busy['max']:.0f}; {busy['commits']} commits)",
+        peer,
+    ]
+
+
 # -- the driver ---------------------------------------------------------------------------
 
 
@@ -276,7 +316,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10k chunks, 50 queries")
     parser.add_argument("--probe", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--peer", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--lance", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--parquet", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.lance:
+        print(json.dumps(lance_peer(args.parquet, args.lance, args.queries)))
+        return
     if args.probe:
         print(json.dumps(probe(args.queries, args.probe)))
         return
@@ -286,7 +331,13 @@ def main() -> None:
     if args.quick:
         args.sizes, args.queries, args.sample = "10000", 50, 500
 
+    from bench.peers import lance_store
+
+    lance_version = lance_store.version()
+    if lance_version is None:
+        print("LanceDB is not installed here (scripts/bench-env.sh): its rows are skipped")
     rows = []
+    lance_measured: dict[int, dict[str, Any]] = {}
     measured: list[tuple[int, dict[str, Any], dict[str, float] | None]] = []
     for n in [int(s) for s in args.sizes.split(",")]:
         parquet = WORK / f"rows-{n}-{args.sample}.parquet"
@@ -313,26 +364,34 @@ def main() -> None:
         if n <= args.peer_max:
             peer = _child(["--peer", str(data_dir), "--queries", str(args.queries)])
         measured.append((n, out, peer))
-        s, busy = out["searchable_s"], out["during_ingest"]
         rows.append(
-            [
-                f"{n:,}",
+            _row(
+                "ragline",
+                n,
                 f"{import_s:.0f} s ({n / import_s:,.0f} rows/s)",
-                f"{disk:,.0f}",
-                f"{out['rss_mb']:,.0f}",
-                out["index_kind"],
-                f"{out['dense']['p50']:.1f} / {out['dense']['p95']:.1f}",
-                f"{out['bm25']['p50']:.1f} / {out['bm25']['p95']:.1f}",
-                f"{out['hybrid']['p50']:.1f} / {out['hybrid']['p95']:.1f}",
-                f"{out['recall10']:.3f}",
-                f"{s['bm25'] * 1e3:.1f} / {s['dense'] * 1e3:.1f}"
-                if s["bm25"] is not None and s["dense"] is not None
-                else "not found in 30 s",
-                f"{out['hybrid']['p99']:.0f} / {busy['p99']:.0f} "
-                f"(max {busy['max']:.0f}; {busy['commits']} commits)",
+                out,
                 f"{peer['build_s']:.0f} s, query {peer['p50']:.1f} ms" if peer else "not run",
-            ]
+            )
         )
+        if lance_version:
+            print(f"LanceDB {n} ...", flush=True)
+            lance = _child(
+                [
+                    "--lance",
+                    str(WORK / f"lance-{n}"),
+                    "--parquet",
+                    str(parquet),
+                    "--queries",
+                    str(args.queries),
+                ]
+            )
+            build = (
+                f"{lance['build_s']:.0f} s ({n / lance['build_s']:,.0f} rows/s; index "
+                f"{lance['vector_index_s']:.0f} s, full text {lance['fts_index_s']:.0f} s)"
+            )
+            rows.append(_row(f"LanceDB {lance_version}", n, build, lance, "-"))
+            lance_measured[n] = lance
+            shutil.rmtree(WORK / f"lance-{n}", ignore_errors=True)
         shutil.rmtree(data_dir, ignore_errors=True)
 
     settings = load_settings()
@@ -351,15 +410,22 @@ def main() -> None:
         "Searchable after: a document committed by another writer, until this reader's next "
         "query finds it (BM25 / dense). p99 during ingest: hybrid queries while another "
         "writer commits groups of chunks without pause.",
-        "Peer: the whole-rebuild BM25 (bm25s) the query path used before: time to re-index "
-        "every chunk, which it did after every commit.",
+        "Peers: the whole-rebuild BM25 (bm25s) the query path used before: time to re-index "
+        "every chunk, which it did after every commit; LanceDB "
+        f"({lance_version or 'not installed in this run'}), built from the same Parquet file "
+        "(table, then `create_index(metric='cosine')`: IVF-PQ with its defaults, then "
+        "`create_fts_index('text')`), vector searches re-ranked by full vectors "
+        "(`refine_factor(10)`), queried with the same embedder: dense, full text, "
+        "hybrid (its RRF), recall@10 against its own exact search, a row added with "
+        "`table.add` until found, hybrid while another connection adds rows.",
     ]
     write_table(
         "scale",
         "Large collections: one machine, no rebuilds",
         [
+            "system",
             "chunks",
-            "import",
+            "import / build",
             "disk MB",
             "serving RSS MB",
             "dense index",
@@ -382,7 +448,12 @@ def main() -> None:
                 f"{n:,} chunks",
                 "ms per query",
                 [Bar(mode, [out[mode]["p50"]]) for mode in ("dense", "bm25", "hybrid")]
-                + [Bar("hybrid during ingest", [out["during_ingest"]["p50"]])],
+                + [Bar("hybrid during ingest", [out["during_ingest"]["p50"]])]
+                + [
+                    Bar(f"LanceDB {mode}", [lance_measured[n][mode]["p50"]], peer=True)
+                    for mode in ("dense", "bm25", "hybrid")
+                    if n in lance_measured
+                ],
             )
             for n, out, _ in measured
         ],

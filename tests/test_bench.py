@@ -334,22 +334,27 @@ def test_load_line_reads_the_busiest_level(tmp_path: Path) -> None:
 
 def test_scale_line_reads_the_largest_collection(tmp_path: Path) -> None:
     header = (
-        "chunks,import,disk MB,serving RSS MB,dense index,dense p50/p95 ms,BM25 p50/p95 ms,"
-        "hybrid p50/p95 ms,dense recall@10,searchable after ms (BM25/dense),"
+        "system,chunks,import / build,disk MB,serving RSS MB,dense index,dense p50/p95 ms,"
+        "BM25 p50/p95 ms,hybrid p50/p95 ms,dense recall@10,searchable after ms (BM25/dense),"
         "hybrid p99 ms idle / during ingest,peer: bm25s rebuild\n"
     )
     _write(
         tmp_path / "scale.csv",
-        header + '"100,000",60 s,900,1200,ivf,9.0 / 12.0,2.0 / 5.0,20.0 / 30.0,0.990,40 / 60,'
+        header
+        + 'ragline,"100,000",60 s,900,1200,ivf,9.0 / 12.0,2.0 / 5.0,20.0 / 30.0,0.990,40 / 60,'
         '35 / 50 (max 80; 12 commits),"30 s, query 9.0 ms"\n'
-        + '"1,000,000",600 s,9000,3100,ivf,10.0 / 15.0,6.0 / 20.0,31.0 / 80.0,0.960,45 / 90,'
-        "95 / 140 (max 300; 20 commits),not run\n",
+        + 'ragline,"1,000,000",600 s,9000,3100,ivf,10.0 / 15.0,6.0 / 20.0,31.0 / 80.0,0.960,'
+        "45 / 90,95 / 140 (max 300; 20 commits),not run\n"
+        + 'LanceDB 0.40.0,"1,000,000",900 s,3000,900,IVF-PQ,20.0 / 25.0,8.0 / 9.0,62.0 / 70.0,'
+        "0.800,10 / 10,80 / 90 (max 100; 5 commits),-\n",
     )
     _write(tmp_path / "scale.md", f"# Scale\n\n{ENV}\n")
     line = scale_line(tmp_path, lambda name: name)
     assert line.startswith("- **Scale** (2026-11-25) 1,000,000 chunks: hybrid p50/p95 31.0 / 80.0")
     assert "recall@10 0.960" in line and "serving RSS 3100 MB" in line
     assert "searchable after 45 / 90 ms" in line
+    assert "dense p50 2.00x LanceDB 0.40.0's speed — ahead (its recall@10 0.800" in line
+    assert "hybrid p50 2.00x LanceDB 0.40.0's speed" in line
     assert "(bm25s): 30 s, query 9.0 ms at 100,000 chunks" in line
 
 
