@@ -146,7 +146,7 @@ def probe(queries: int, data_dir: Path) -> dict[str, Any]:
         run(query, "hybrid")
     out: dict[str, Any] = {"open_s": time.perf_counter() - opened, "rss_mb": _rss_mb()}
     out["chunks"] = collection.docstore.counts()[1]
-    out["index_kind"] = collection.index.kind
+    out["index_kind"] = collection.index.describe()
     for mode in ("dense", "bm25", "hybrid"):
         latencies = [run(q, mode) for q in asked]
         out[mode] = {
@@ -296,9 +296,13 @@ def _row(system: str, n: int, build: str, out: dict[str, Any], peer: str) -> lis
 # -- the driver ---------------------------------------------------------------------------
 
 
-def _child(args: list[str]) -> dict[str, Any]:
+def _child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, "-m", "bench.scale", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "bench.scale", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-3000:])
@@ -336,6 +340,7 @@ def main() -> None:
     lance_version = lance_store.version()
     if lance_version is None:
         print("LanceDB is not installed here (scripts/bench-env.sh): its rows are skipped")
+    settings = load_settings()
     rows = []
     lance_measured: dict[int, dict[str, Any]] = {}
     measured: list[tuple[int, dict[str, Any], dict[str, float] | None]] = []
@@ -373,6 +378,17 @@ def main() -> None:
                 f"{peer['build_s']:.0f} s, query {peer['p50']:.1f} ms" if peer else "not run",
             )
         )
+        if n > settings.index.flat_max_vectors:
+            # The same collection opened with 8-bit IVF lists: rebuilt from the stored
+            # vectors when opened (timed), then probed the same way.
+            print(f"probing {n} with index.ivf_encoding=sq8 ...", flush=True)
+            sq8 = _child(
+                ["--probe", str(data_dir), "--queries", str(args.queries)],
+                {"RAGLINE_INDEX__IVF_ENCODING": "sq8"},
+            )
+            sq8["disk_mb"] = _dir_mb(data_dir / "collections" / COLLECTION)
+            build = f"index rebuilt when opened: {sq8['open_s']:.0f} s"
+            rows.append(_row("ragline, ivf_encoding sq8", n, build, sq8, "-"))
         if lance_version:
             print(f"LanceDB {n} ...", flush=True)
             lance = _child(
@@ -394,7 +410,6 @@ def main() -> None:
             shutil.rmtree(WORK / f"lance-{n}", ignore_errors=True)
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    settings = load_settings()
     env = environment(["faiss-cpu", "tantivy", "bm25s", "pyarrow", "sentence-transformers"])
     notes = [
         "Environment: " + env,
@@ -410,6 +425,9 @@ def main() -> None:
         "Searchable after: a document committed by another writer, until this reader's next "
         "query finds it (BM25 / dense). p99 during ingest: hybrid queries while another "
         "writer commits groups of chunks without pause.",
+        "ragline, ivf_encoding sq8: the same collection opened with `index.ivf_encoding: "
+        "sq8` (IVF lists of one byte per dimension instead of float32), its index rebuilt "
+        "from the stored vectors at open (timed) and persisted, probed the same way.",
         "Peers: the whole-rebuild BM25 (bm25s) the query path used before: time to re-index "
         "every chunk, which it did after every commit; LanceDB "
         f"({lance_version or 'not installed in this run'}), built from the same Parquet file "

@@ -224,7 +224,8 @@ class Collection:
             changes = self.docstore.changes_since(saved)
             if changes is not None:
                 index = VectorIndex.load(index_path, self.settings)
-                if index.dim == (self._dimension() or index.dim):
+                encoding_ok = index.encoding in (None, self.settings.ivf_encoding)
+                if encoding_ok and index.dim == (self._dimension() or index.dim):
                     self._index_generation = saved
                     if changes.generation != saved:
                         self._apply_dense(index, changes)
@@ -271,6 +272,7 @@ class Collection:
             "generation": generation,
             "file": name,
             "kind": index.kind,
+            "encoding": index.encoding,
             "ntotal": index.ntotal,
             "trained_on": trained_on,  # vectors the IVF lists were trained on
         }

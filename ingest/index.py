@@ -1,4 +1,5 @@
-"""FAISS vector index: exact (flat) for small collections, IVF beyond a size threshold.
+"""FAISS vector index: exact (flat) for small collections, IVF beyond a size threshold,
+its lists holding float32 vectors or 8-bit scalar-quantized ones (``index.ivf_encoding``).
 
 Vectors are L2-normalised, so inner product is cosine similarity. Ids are docstore
 chunk ids (int64). The CPU index is the master copy (mutations, persistence); when
@@ -75,13 +76,35 @@ class VectorIndex:
             return index
         nlist = ivf_list_count(n)
         quantizer = faiss.IndexFlatIP(dim)
-        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf: faiss.IndexIVF
+        if settings.ivf_encoding == "sq8":
+            ivf = faiss.IndexIVFScalarQuantizer(
+                quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            )
+        else:
+            ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         sample = vectors[
             np.random.default_rng(0).choice(n, size=min(n, nlist * 256), replace=False)
         ]
         ivf.train(np.ascontiguousarray(sample))
         ivf.add_with_ids(np.ascontiguousarray(vectors), np.ascontiguousarray(ids, dtype=np.int64))
         return cls(ivf, IVF, settings)
+
+    @property
+    def encoding(self) -> str | None:
+        """How IVF lists hold vectors ("flat" or "sq8"); None for an exact index."""
+        if self.kind != IVF:
+            return None
+        # extract_index_ivf hands back the base class: downcast to see the list encoding
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(self.index))
+        return "sq8" if isinstance(ivf, faiss.IndexIVFScalarQuantizer) else "flat"
+
+    def describe(self) -> str:
+        """``flat`` or e.g. ``ivf-sq8 (4000 lists, 200 probed)``, for reports."""
+        if self.kind != IVF:
+            return self.kind
+        ivf = faiss.extract_index_ivf(self.index)
+        return f"ivf-{self.encoding} ({ivf.nlist} lists, {ivf.nprobe} probed)"
 
     @property
     def ntotal(self) -> int:

@@ -162,6 +162,12 @@ class IndexSettings(BaseModel):
         "recall@10 0.97 against exact search at 100k chunks; 16 lists gave 0.90)",
         ge=0,
     )
+    ivf_encoding: Literal["flat", "sq8"] = _field(
+        "flat",
+        "how IVF lists hold vectors: flat float32 (1.5 GB per million 384-d vectors) or sq8, "
+        "one byte per dimension (4x less memory; recall in bench/results/scale.md); an "
+        "index saved with the other encoding is rebuilt from stored vectors when opened",
+    )
     use_gpu: Literal["auto", "never"] = _field(
         "auto", "auto: GPU FAISS when faiss.get_num_gpus() > 0"
     )

@@ -125,6 +125,30 @@ def test_large_collection_switches_to_ivf(tmp_path: Path) -> None:
     _assert_consistent(store)
 
 
+def test_ivf_lists_in_8_bits_and_reopening_with_the_other_encoding(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    sq8 = IndexSettings(flat_max_vectors=100, ivf_nprobe=64, ivf_encoding="sq8")
+    store = _open(tmp_path, sq8)
+    store.write_documents([_write(f"d{i}", 50, rng) for i in range(4)])
+    store.flush()
+    assert store.index.encoding == "sq8" and store.index.describe().startswith("ivf-sq8 (")
+    manifest = json.loads((tmp_path / "c1" / Collection.MANIFEST).read_text())
+    assert manifest["encoding"] == "sq8"
+    _assert_consistent(store)  # each stored vector is still its own nearest neighbour
+    store.delete_documents(["d0"])
+    _assert_consistent(store)
+    store.close()
+
+    # Opened with float32 lists configured: rebuilt from the stored vectors, not served
+    # from the 8-bit checkpoint; the writer's next checkpoint records the new encoding.
+    flat = IndexSettings(flat_max_vectors=100, ivf_nprobe=64, ivf_encoding="flat")
+    reopened = Collection.open(tmp_path, "c1", flat)
+    assert reopened.index.encoding == "flat" and reopened.index.ntotal == 150
+    _assert_consistent(reopened)
+    assert json.loads((tmp_path / "c1" / Collection.MANIFEST).read_text())["encoding"] == "flat"
+    reopened.close()
+
+
 def test_config_mismatch_and_bad_names_are_refused(tmp_path: Path) -> None:
     store = _open(tmp_path)
     with pytest.raises(CollectionError, match="different settings"):
