@@ -137,11 +137,13 @@ def main() -> None:
         f"`python -m bench.file_eval{' --quick' if args.quick else ''}` · SciFact test: "
         f"{len(test_set.queries)} queries over {summary.documents} pages "
         f"(HTML, Markdown, plain text; written by ragline/evaluation/fileset.py) · embedding "
-        f"{settings.embedding.model} · chunk {chunking.size} / overlap {chunking.overlap}, "
+        f"{settings.embedding.model} ({evaluator.embedder.runtime_name}) · "
+        f"chunk {chunking.size} / overlap {chunking.overlap}, "
         f"min_tokens {chunking.min_tokens}, boilerplate_min_documents "
         f"{chunking.boilerplate_min_documents} · top {10} passages per question · "
         f"{(time.perf_counter() - started) / 60:.0f} minutes in all",
-        "Environment: " + environment(["unstructured", "faiss-cpu", "bm25s", "torch"]),
+        "Environment: "
+        + environment(["unstructured", "faiss-cpu", "tantivy", "torch", "openvino"]),
         "Per document: a page counts once however many of its chunks rank; recall@k is the "
         "share of the judged pages among the pages of the top k passages. Whole-document "
         "rows embed each document as one vector (MiniLM reads its first 256 tokens).",

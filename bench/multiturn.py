@@ -187,7 +187,7 @@ def main() -> None:
         f"of {len(test.queries)} test claims split at their subject (the rest have none) · "
         f"top {DEPTH} passages, per document · rewrite weight {default} · "
         f"{(time.perf_counter() - started) / 60:.0f} minutes",
-        "Environment: " + environment(["faiss-cpu", "bm25s", "torch", "spacy"]),
+        "Environment: " + environment(["faiss-cpu", "tantivy", "torch", "spacy"]),
         "The answer to the opening turn is the first two sentences of the passage ragline "
         "retrieves for it (no judged text). `fused, user turns only` leaves that answer out.",
     ]
