@@ -338,6 +338,59 @@ def backends_line(results: Path, link: Callable[[str], str]) -> str:
     return _bullet("Embedding runtimes", results, "backends", link, parts)
 
 
+def file_eval_line(results: Path, link: Callable[[str], str]) -> str:
+    """Per-document recall through files (parse → chunk → retrieve) against whole-document
+    baselines in the same run, and the chunk sizes parsing and chunking made."""
+    rows = {r["retrieval"]: r for r in read_rows(results / "file_eval.csv")}
+    hybrid = next(r for name, r in rows.items() if name.startswith("ragline hybrid (penalty"))
+    dense = rows["plain MiniLM, clean documents"]
+    bm25 = rows["plain BM25, clean documents"]
+    markdown = (results / "file_eval.md").read_text()
+    parts = [
+        f"document recall@5 of hybrid {hybrid['recall@5']} (nDCG@10 {hybrid['nDCG@10']}) vs "
+        f"plain MiniLM {dense['recall@5']} and plain BM25 {bm25['recall@5']} over the "
+        f"unsplit documents, {hybrid['queries']} SciFact test queries"
+    ]
+    sizes = re.search(r"^\| all \| (\d+) \| (\d+) \|", markdown, re.MULTILINE)
+    tiny = re.search(r"([\d.]+%) of chunks under (\d+) tokens", markdown)
+    if sizes and tiny:
+        parts.append(
+            f"{sizes.group(1)} chunks, median {sizes.group(2)} tokens, {tiny.group(1)} "
+            f"under {tiny.group(2)} tokens"
+        )
+    return _bullet("Retrieval through files", results, "file_eval", link, parts)
+
+
+def multiturn_line(results: Path, link: Callable[[str], str]) -> str:
+    """Recall@5 of follow-ups: the last turn alone against ragline's fused retrieval."""
+    rows = read_rows(results / "multiturn.csv")
+    parts = []
+    for subset in dict.fromkeys(r["set"] for r in rows):
+        cells = {r["retrieval"]: r["recall@5"] for r in rows if r["set"] == subset}
+        parts.append(
+            f"{subset}: recall@5 last turn only {cells['last turn only']}, fused (ragline) "
+            f"{cells['fused (ragline)']}, rewrite only {cells['rewrite only']}"
+        )
+    return _bullet("Multi-turn retrieval", results, "multiturn", link, parts)
+
+
+def grounding_line(results: Path, link: Callable[[str], str]) -> str:
+    """Abstention per question set, by the retrieval rule and by the prompt's rule."""
+    rows = read_rows(results / "grounding.csv")
+    rule = next(c for c in rows[0] if c.startswith("abstain: retrieval rule"))
+    parts = [
+        f"{r['questions']}: {r[rule]} abstain by the retrieval rule, "
+        f"{r['abstain: prompt rule']} by the prompt's rule (embedded model)"
+        for r in rows
+    ]
+    answerable = rows[0]
+    parts.append(
+        f"{answerable['answer sentences supported']} of answer sentences supported by a cited "
+        f"or attributed source, {answerable['answers citing [n]']} of answers citing [n]"
+    )
+    return _bullet("Grounded answers", results, "grounding", link, parts)
+
+
 SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("ingest.csv", "Ingestion", ingest_line),
     ("backends.csv", "Embedding runtimes", backends_line),
@@ -346,6 +399,9 @@ SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("generate.csv", "Generation", generate_line),
     ("load.csv", "Load", load_line),
     ("scale.csv", "Scale", scale_line),
+    ("file_eval.csv", "Retrieval through files", file_eval_line),
+    ("multiturn.csv", "Multi-turn retrieval", multiturn_line),
+    ("grounding.csv", "Grounded answers", grounding_line),
 ]
 
 

@@ -77,7 +77,8 @@ def make_parquet(path: Path, n: int, sample: int, seed: int = 0) -> None:
         [("id", pa.string()), ("text", pa.string()), ("embedding", pa.list_(pa.float32()))]
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(path, schema) as writer:
+    partial = path.with_name(path.name + ".partial")  # renamed when whole: reused by reruns
+    with pq.ParquetWriter(partial, schema) as writer:
         for start in range(0, n, 50_000):
             size = min(50_000, n - start)
             ids = [f"p{start + i}" for i in range(size)]
@@ -97,6 +98,7 @@ def make_parquet(path: Path, n: int, sample: int, seed: int = 0) -> None:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             table = pa.table({"id": ids, "text": texts, "embedding": list(vectors)}, schema=schema)
             writer.write_table(table)
+    os.replace(partial, path)
 
 
 def _rss_mb() -> float:

@@ -24,8 +24,11 @@ from bench.report import (
     MarkerError,
     backends_line,
     build_section,
+    file_eval_line,
+    grounding_line,
     ingest_line,
     ingest_ray_line,
+    multiturn_line,
     replace_between_markers,
     scale_line,
 )
@@ -356,6 +359,55 @@ def test_scale_line_reads_the_largest_collection(tmp_path: Path) -> None:
     assert "dense p50 2.00x LanceDB 0.40.0's speed — ahead (its recall@10 0.800" in line
     assert "hybrid p50 2.00x LanceDB 0.40.0's speed" in line
     assert "(bm25s): 30 s, query 9.0 ms at 100,000 chunks" in line
+
+
+def test_quality_lines_read_files_multiturn_and_grounding(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "file_eval.csv",
+        "retrieval,ranks,recall@5,recall@10,nDCG@10,MRR@10,p50_ms,queries\n"
+        "ragline hybrid (penalty 0.5),chunks,0.7774,0.84,0.7167,0.68,4.3,300\n"
+        '"plain MiniLM, clean documents",whole documents,0.7346,0.78,0.6470,0.60,8.9,300\n'
+        '"plain BM25, clean documents",whole documents,0.7362,0.81,0.6863,0.64,0.1,300\n',
+    )
+    _write(
+        tmp_path / "file_eval.md",
+        f"# Files\n\n{ENV}\n\nChunks (...): 0.4% of chunks under 16 tokens.\n\n"
+        "| file type | chunks | median tokens | under 32 tokens |\n|---|---|---|---|\n"
+        "| all | 10109 | 220 | 0.3% |\n",
+    )
+    line = file_eval_line(tmp_path, lambda name: name)
+    assert "hybrid 0.7774 (nDCG@10 0.7167) vs plain MiniLM 0.7346 and plain BM25 0.7362" in line
+    assert "10109 chunks, median 220 tokens, 0.4% under 16 tokens" in line
+
+    _write(
+        tmp_path / "multiturn.csv",
+        "set,retrieval,recall@5,nDCG@10,MRR@10,conversations\n"
+        + "".join(
+            f"{subset},{name},{value},0.5,0.5,297\n"
+            for subset, cells in (
+                ("elliptical", (("last turn only", 0.52), ("rewrite only", 0.76))),
+                ("new subject", (("last turn only", 0.78), ("rewrite only", 0.68))),
+            )
+            for name, value in (*cells, ("fused (ragline)", 0.66))
+        ),
+    )
+    _write(tmp_path / "multiturn.md", f"# Multi\n\n{ENV}\n")
+    line = multiturn_line(tmp_path, lambda name: name)
+    assert (
+        "elliptical: recall@5 last turn only 0.52, fused (ragline) 0.66, rewrite only 0.76" in line
+    )
+    assert "new subject: recall@5 last turn only 0.78" in line
+
+    _write(
+        tmp_path / "grounding.csv",
+        "questions,n,abstain: retrieval rule (0.35),median best cosine,n answered by the model,"
+        "abstain: prompt rule,answer sentences supported,answers citing [n]\n"
+        "answerable,300,0.7%,0.6,20,0.0%,35.0%,5.0%\nfar,20,90.0%,0.25,20,10.0%,0.0%,0.0%\n",
+    )
+    _write(tmp_path / "grounding.md", f"# Grounding\n\n{ENV}\n")
+    line = grounding_line(tmp_path, lambda name: name)
+    assert "far: 90.0% abstain by the retrieval rule, 10.0% by the prompt's rule" in line
+    assert "35.0% of answer sentences supported by a cited or attributed source, 5.0%" in line
 
 
 # -- the short-files corpus -----------------------------------------------------------------
