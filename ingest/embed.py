@@ -10,19 +10,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ragline.ingest.forwards import build_forward
+from ragline.ingest.forwards import EncoderModel, RuntimeRequest, settle_runtime
 from ragline.ingest.runtime import (
     REFERENCE,
     Calibration,
     Forward,
-    Runtime,
     RuntimeChoice,
     calibration_texts,
-    candidates,
-    choice_record,
-    choose,
     default_export_dir,
-    model_fingerprint,
 )
 from ragline.ingest.tokens import COUNT_BATCH
 from ragline.settings import EmbeddingSettings
@@ -158,19 +153,8 @@ class EncoderRuntime:
     @classmethod
     def for_embedder(cls, embedder: Embedder) -> EncoderRuntime:
         settings, model = embedder.settings, embedder.model
-        device = pick_device(settings.device)
-        fingerprint = model_fingerprint(embedder.model_path, "embedding", str(model.max_seq_length))
         texts = calibration_texts()
         gate_texts, quantize_texts = texts[::2], texts[1::2]
-
-        def build(runtime: Runtime) -> Forward:
-            return build_forward(
-                model[0].auto_model,
-                lambda batch: model.preprocess(batch),
-                runtime,
-                embedder.export_dir / f"embedding-{fingerprint}",
-                quantize_texts,
-            )
 
         def run(forward: Forward, texts: list[str] = gate_texts) -> np.ndarray:
             probe = cls(model, forward, RuntimeChoice(REFERENCE, "probe"))
@@ -181,14 +165,26 @@ class EncoderRuntime:
             return out
 
         timed_texts = gate_texts[:TIMED_TEXTS]
-        calibration = Calibration(
-            build, run, mean_cosine, lambda forward: run(forward, timed_texts), len(timed_texts)
+        choice, forward = settle_runtime(
+            EncoderModel(
+                "embedding",
+                embedder.model_path,
+                int(model.max_seq_length or 512),
+                model[0].auto_model,
+                lambda batch: model.preprocess(batch),
+                embedder.export_dir,
+            ),
+            RuntimeRequest(
+                settings.backend,
+                settings.precision,
+                pick_device(settings.device),
+                settings.min_cosine,
+            ),
+            quantize_texts,
+            lambda build: Calibration(
+                build, run, mean_cosine, lambda forward: run(forward, timed_texts), len(timed_texts)
+            ),
         )
-        options = candidates(settings.backend, settings.precision, device)
-        record = choice_record(
-            embedder.export_dir, fingerprint, settings.backend, settings.precision
-        )
-        choice, forward = choose(options, calibration, settings.min_cosine, record)
         return cls(model, forward, choice)
 
     def lengths(self, texts: list[str]) -> list[int]:

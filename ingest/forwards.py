@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragline.ingest.openvino_export import OpenVinoForward, export
-from ragline.ingest.runtime import Forward, Runtime
+from ragline.ingest.runtime import (
+    Calibration,
+    Forward,
+    Runtime,
+    RuntimeChoice,
+    candidates,
+    choice_record,
+    choose,
+    model_fingerprint,
+)
 
 CALIBRATION_BATCH = 8  # texts per NNCF calibration sample
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -62,3 +72,48 @@ def build_forward(
     target = export_prefix.with_name(f"{export_prefix.name}-openvino-{exported_as}")
     export(module, example, target, exported_as, samples)
     return OpenVinoForward(target, runtime.precision)
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderModel:
+    """An encoder whose forward pass may move to another runtime: the embedder's
+    sentence-transformer or the reranker's cross-encoder."""
+
+    kind: str  # "embedding" or "rerank": names its exports and its choice record
+    path: str  # the model's files, fingerprinted with max_length and library versions
+    max_length: int
+    module: Any  # the transformers module whose forward pass runs on the runtime
+    preprocess: Callable[[list[Any]], dict[str, Any]]  # texts or pairs -> model inputs
+    export_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeRequest:
+    """What the settings ask for: backend and precision (or auto), device, and the
+    lowest agreement with torch fp32 a runtime may have."""
+
+    backend: str
+    precision: str
+    device: str
+    minimum: float
+
+
+def settle_runtime(
+    model: EncoderModel,
+    request: RuntimeRequest,
+    quantize_inputs: Sequence[Any],
+    calibration: Callable[[Callable[[Runtime], Forward]], Calibration],
+) -> tuple[RuntimeChoice, Forward]:
+    """The runtime ``request`` allows that is fastest among those passing the gate (or the
+    one recorded for this model and machine), with its forward pass. ``calibration``
+    turns the builder of forward passes into the gate and timing for this kind of model;
+    ``quantize_inputs`` are what int8 quantization observes."""
+    fingerprint = model_fingerprint(model.path, model.kind, str(model.max_length))
+
+    def build(runtime: Runtime) -> Forward:
+        prefix = model.export_dir / f"{model.kind}-{fingerprint}"
+        return build_forward(model.module, model.preprocess, runtime, prefix, quantize_inputs)
+
+    options = candidates(request.backend, request.precision, request.device)
+    record = choice_record(model.export_dir, fingerprint, request.backend, request.precision)
+    return choose(options, calibration(build), request.minimum, record)

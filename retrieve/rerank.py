@@ -11,19 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ragline.ingest.embed import pick_device, token_batches
-from ragline.ingest.forwards import build_forward
+from ragline.ingest.forwards import EncoderModel, RuntimeRequest, settle_runtime
 from ragline.ingest.runtime import (
     REFERENCE,
     Calibration,
     Forward,
-    Runtime,
     RuntimeChoice,
     calibration_texts,
-    candidates,
-    choice_record,
-    choose,
     default_export_dir,
-    model_fingerprint,
 )
 from ragline.settings import RerankSettings
 
@@ -132,17 +127,7 @@ class _Scorer:
     @classmethod
     def for_reranker(cls, reranker: CrossEncoderReranker) -> _Scorer:
         settings, model = reranker.settings, reranker.model
-        fingerprint = model_fingerprint(reranker.model_path, "rerank", str(reranker.max_length))
         gate_pairs, groups, quantize_pairs = calibration_pairs()
-
-        def build(runtime: Runtime) -> Forward:
-            return build_forward(
-                model[0].auto_model,
-                lambda batch: model.preprocess(batch),
-                runtime,
-                reranker.export_dir / f"rerank-{fingerprint}",
-                quantize_pairs,
-            )
 
         def run(forward: Forward, pairs: list[tuple[str, str]] = gate_pairs) -> np.ndarray:
             probe = cls(model, forward, RuntimeChoice(REFERENCE, "probe"))
@@ -157,12 +142,24 @@ class _Scorer:
             return mean_rank_correlation(reference, other, groups)
 
         timed = gate_pairs[:TIMED_PAIRS]
-        calibration = Calibration(build, run, agreement, lambda f: run(f, timed), len(timed))
-        options = candidates(settings.backend, settings.precision, pick_device(settings.device))
-        record = choice_record(
-            reranker.export_dir, fingerprint, settings.backend, settings.precision
+        choice, forward = settle_runtime(
+            EncoderModel(
+                "rerank",
+                reranker.model_path,
+                reranker.max_length,
+                model[0].auto_model,
+                lambda batch: model.preprocess(batch),
+                reranker.export_dir,
+            ),
+            RuntimeRequest(
+                settings.backend,
+                settings.precision,
+                pick_device(settings.device),
+                settings.min_rank_correlation,
+            ),
+            quantize_pairs,
+            lambda build: Calibration(build, run, agreement, lambda f: run(f, timed), len(timed)),
         )
-        choice, forward = choose(options, calibration, settings.min_rank_correlation, record)
         return cls(model, forward, choice)
 
     def lengths(self, pairs: list[tuple[str, str]]) -> list[int]:
