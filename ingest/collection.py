@@ -244,18 +244,18 @@ class Collection:
         """Rebuild from the docstore's vectors (flat or IVF by size); ``persist`` saves it."""
         with self._index_lock:
             dim = self._dimension()
-            generation = self.docstore.generation
+            # Chunks committed while the stored ones are read have higher ids: left out
+            # here, they come with the log replayed from ``generation``.
+            generation, upto, count = self.docstore.vector_snapshot()
             if dim is None:
                 index = VectorIndex.empty(1, self.settings)
             else:
-                batches = list(self.docstore.iter_vectors(dim))
-                ids = np.concatenate([b[0] for b in batches]) if batches else np.zeros(0, np.int64)
-                vectors = (
-                    np.concatenate([b[1] for b in batches])
-                    if batches
-                    else np.zeros((0, dim), np.float32)
+                index = VectorIndex.build_streaming(
+                    dim,
+                    count,
+                    lambda: self.docstore.iter_vectors(dim, upto=upto),
+                    self.settings,
                 )
-                index = VectorIndex.build(dim, ids, vectors, self.settings)
             self._index = index
             self._index_generation = generation
             if persist:

@@ -366,15 +366,28 @@ class DocStore:
 
     # -- reads --------------------------------------------------------------------------
 
+    def vector_snapshot(self) -> tuple[int, int, int]:
+        """(generation, highest chunk id, chunk count) read together: an index built from
+        the chunks up to that id reflects that generation, whatever commits meanwhile."""
+        row = self.conn.execute(
+            "SELECT (SELECT value FROM meta WHERE key = 'generation'),"
+            " (SELECT COALESCE(MAX(chunk_id), -1) FROM chunks), (SELECT COUNT(*) FROM chunks)"
+        ).fetchone()
+        generation = int(json.loads(row[0])) if row[0] is not None else 0
+        return generation, int(row[1]), int(row[2])
+
     def iter_vectors(
-        self, dim: int, batch: int = 10_000
+        self, dim: int, batch: int = 10_000, upto: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (ids, vectors) in chunk-id order, in batches: the input for an index rebuild."""
+        """All (ids, vectors) in chunk-id order, in batches (only ids up to ``upto``): the
+        input for an index rebuild."""
         last = -1
+        bound = upto if upto is not None else 2**63 - 1
         while True:
             rows = self.conn.execute(
-                "SELECT chunk_id, vector FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?",
-                (last, batch),
+                "SELECT chunk_id, vector FROM chunks WHERE chunk_id > ? AND chunk_id <= ?"
+                " ORDER BY chunk_id LIMIT ?",
+                (last, bound, batch),
             ).fetchall()
             if not rows:
                 return

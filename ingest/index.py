@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import faiss
@@ -25,6 +26,11 @@ BULK_THREADS = faiss.omp_get_max_threads()
 # worse, its idle threads keep spinning and slow the next query embedding on a small CPU
 # (measured on 2 cores: embed 9 ms after a 1-thread search, 16 ms after a 2-thread one).
 SMALL_SEARCH = 20
+# Vectors an IVF list is trained on (FAISS warns under 39; its k-means caps at 256): 64
+# keeps a rebuild's training sample at 400 MB for a million 384-d vectors.
+TRAIN_PER_LIST = 64
+
+VectorBatches = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
 def use_threads_for(n_queries: int) -> None:
@@ -41,6 +47,22 @@ def ivf_probe_count(nlist: int, setting: int) -> int:
     """Lists searched per query: the setting, or (0) a fixed share of the lists, so
     that recall holds as collections grow (measured: bench/results/scale.md)."""
     return min(nlist, setting or max(16, -(-nlist // 20)))
+
+
+def training_sample(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], n: int, size: int, dim: int
+) -> np.ndarray:
+    """``size`` of the ``n`` vectors that ``batches`` yields, drawn uniformly (seeded)
+    while they stream past: only the sample is kept."""
+    wanted = np.sort(np.random.default_rng(0).choice(n, size=size, replace=False))
+    taken: list[np.ndarray] = []
+    offset = 0
+    for _, vectors in batches:
+        lo, hi = np.searchsorted(wanted, [offset, offset + len(vectors)])
+        taken.append(vectors[wanted[lo:hi] - offset])
+        offset += len(vectors)
+    sample = np.concatenate(taken) if taken else np.zeros((0, dim), np.float32)
+    return np.ascontiguousarray(sample, dtype=np.float32)
 
 
 def ivf_list_count(n_vectors: int) -> int:
@@ -67,12 +89,21 @@ class VectorIndex:
     def build(
         cls, dim: int, ids: np.ndarray, vectors: np.ndarray, settings: IndexSettings
     ) -> VectorIndex:
-        """A fresh index over all vectors, choosing flat or IVF by size."""
-        n = len(ids)
+        """A fresh index over vectors in memory (see ``build_streaming``)."""
+        return cls.build_streaming(dim, len(ids), lambda: [(ids, vectors)], settings)
+
+    @classmethod
+    def build_streaming(
+        cls, dim: int, n: int, batches: VectorBatches, settings: IndexSettings
+    ) -> VectorIndex:
+        """A fresh index over the ``n`` vectors ``batches()`` yields as (ids, vectors),
+        flat or IVF by size. IVF reads them twice, a training sample and then every
+        vector, so a rebuild never holds all of them (1.5 GB per million) at once."""
         use_threads_for(n)
         if n <= settings.flat_max_vectors:
             index = cls.empty(dim, settings)
-            index.add(ids, vectors)
+            for ids, vectors in batches():
+                index.add(ids, vectors)
             return index
         nlist = ivf_list_count(n)
         quantizer = faiss.IndexFlatIP(dim)
@@ -83,11 +114,12 @@ class VectorIndex:
             )
         else:
             ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[
-            np.random.default_rng(0).choice(n, size=min(n, nlist * 256), replace=False)
-        ]
-        ivf.train(np.ascontiguousarray(sample))
-        ivf.add_with_ids(np.ascontiguousarray(vectors), np.ascontiguousarray(ids, dtype=np.int64))
+        ivf.train(training_sample(batches(), n, min(n, nlist * TRAIN_PER_LIST), dim))
+        for ids, vectors in batches():
+            ivf.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32),
+                np.ascontiguousarray(ids, dtype=np.int64),
+            )
         return cls(ivf, IVF, settings)
 
     @property

@@ -149,6 +149,47 @@ def test_ivf_lists_in_8_bits_and_reopening_with_the_other_encoding(tmp_path: Pat
     reopened.close()
 
 
+def test_training_sample_streams_the_rows_a_whole_array_would_give() -> None:
+    from ragline.ingest.index import training_sample
+
+    rng = np.random.default_rng(6)
+    vectors = _unit(rng, 1000)
+    ids = np.arange(1000)
+    whole = training_sample([(ids, vectors)], 1000, 300, DIM)
+    pieces = [(ids[i : i + 128], vectors[i : i + 128]) for i in range(0, 1000, 128)]
+    streamed = training_sample(pieces, 1000, 300, DIM)
+    assert streamed.shape == (300, DIM) and np.array_equal(whole, streamed)
+    assert len({row.tobytes() for row in streamed}) == 300  # no row twice
+
+
+def test_a_commit_during_a_rebuild_is_in_the_index_once(tmp_path: Path) -> None:
+    """A reader rebuilding reads the stored vectors in batches while a writer commits:
+    the new chunks come from the log, not also from the read."""
+    rng = np.random.default_rng(8)
+    store = _open(tmp_path, IndexSettings(flat_max_vectors=100, ivf_nprobe=64))
+    store.write_documents([_write(f"d{i}", 50, rng) for i in range(4)])
+    late = _write("late", 5, rng)
+    reads = store.docstore.iter_vectors
+    committed: list[bool] = []
+
+    def commit_while_reading(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        for batch in reads(*args, **kwargs):  # type: ignore[arg-type]
+            if not committed:
+                committed.append(True)
+                store.write_documents([late])
+            yield batch
+
+    store.docstore.iter_vectors = commit_while_reading  # type: ignore[method-assign]
+    store.rebuild_index(persist=False)
+    store.docstore.iter_vectors = reads  # type: ignore[method-assign]
+    assert committed
+    assert store.index.ntotal == 205  # caught up from the log: the late chunks once
+    _assert_consistent(store)
+    for vector in late.vectors:
+        _, hits = store.index.search(vector[None, :], 2)
+        assert hits[0][0] != hits[0][1]
+
+
 def test_config_mismatch_and_bad_names_are_refused(tmp_path: Path) -> None:
     store = _open(tmp_path)
     with pytest.raises(CollectionError, match="different settings"):
