@@ -3,18 +3,22 @@ floor and the CPU's FLOP limit as the ceiling.
 
     python -m bench.ingest [PATH ...] [--scifact-docs N] [--short-files N] [--repeats R]
 
-Three corpora: files (default samples/), N short generated text files (100-3,000
-characters each, bench/short_files.py; also from files), and the first N SciFact
-abstracts as records.
+Four corpora: files (default samples/), N short generated text files (100-3,000
+characters each, bench/short_files.py), the first N files of example-docs (mixed types,
+broken ones included), all three also from files, and the first N SciFact abstracts as
+records.
 Per repeat, in the same process and rotating the order:
 - ragline from files: parse (unstructured) → chunk → embed → write, into a fresh collection;
 - ragline from parsed documents: chunk → embed → write (``IngestPipeline.ingest_documents``);
+- LlamaIndex from the same files: SimpleDirectoryReader (llama-index-readers-file) →
+  the pipeline below;
 - LlamaIndex from the same parsed text: IngestionPipeline (SentenceSplitter with the same
   chunk size/overlap in the same model's tokens → HuggingFaceEmbedding on the same model
   folder) → FAISS-backed VectorStoreIndex, persisted (bench/peers/llamaindex.py);
 - plain encode: ragline's chunk texts through a bare ``SentenceTransformer.encode``.
-docs/s is compared from parsed documents, since parsing is a different library in each
-(LlamaIndex's file readers for PPTX and images need hub models, unavailable offline).
+docs/s is compared from files (each system's own readers; a file a system gets no text
+from does not count for it: LlamaIndex's readers for images and PPTX need hub models,
+unavailable offline) and from the same parsed text.
 Embeddings/s is set against the model's FLOP bound on this CPU (bench/flops.py).
 With Ray installed (the ``ray`` extra), the Ray executor on a two-node loopback cluster
 is also run against the local executor on the same files (bench/ingest_ray.py,
@@ -131,9 +135,16 @@ def measure(
     ragline_texts = [c.text for d in corpus.documents if d.ok for c in chunker.run(d)]
     pairs = [(d.source, document_text(d)) for d in corpus.documents if d.ok]
     peer_name = f"LlamaIndex {llamaindex.version()} (IngestionPipeline → VectorStoreIndex)"
+    peer_files_name = (
+        f"LlamaIndex {llamaindex.version()}, from files "
+        "(SimpleDirectoryReader → IngestionPipeline → VectorStoreIndex)"
+    )
+    files = discover(corpus.paths) if corpus.paths else []
     out: dict[str, Series] = {}
     if corpus.paths:
         out[RAGLINE_FILES] = Series(texts=ragline_texts)
+        if peer is not None:
+            out[peer_files_name] = Series()
     out[RAGLINE] = Series(texts=ragline_texts)
     if peer is not None:
         out[peer_name] = Series()
@@ -152,7 +163,7 @@ def measure(
 
         return step
 
-    ragline_files = ragline(RAGLINE_FILES, lambda p: p.run(corpus.paths or []))
+    ragline_files = ragline(RAGLINE_FILES, lambda p: p.run([str(f) for f in files]))
     ragline_parsed = ragline(RAGLINE, lambda p: p.ingest_documents(corpus.documents))
 
     def llama() -> None:
@@ -161,6 +172,13 @@ def measure(
             run = peer.ingest(pairs, Path(tmp))
         _add(out[peer_name], len(pairs), run.nodes, run.seconds, run.embed_seconds)
         out[peer_name].texts = run.texts
+
+    def llama_files() -> None:
+        assert peer is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            run = peer.ingest_files(files, Path(tmp))
+        _add(out[peer_files_name], run.files, run.nodes, run.seconds, run.embed_seconds)
+        out[peer_files_name].texts = run.texts
 
     def plain() -> None:
         rate = encode_rate(embedder.model, ragline_texts, settings.embedding.batch_size)
@@ -173,6 +191,8 @@ def measure(
         steps.insert(0, ragline_files)
     if peer is not None:
         steps.insert(1, llama)
+        if corpus.paths:
+            steps.insert(1, llama_files)
     for repeat in range(repeats):
         shift = repeat % len(steps)  # rotate the order: no system always runs first
         for step in steps[shift:] + steps[:shift]:
@@ -206,6 +226,12 @@ def main() -> None:
     parser.add_argument(
         "--short-files", type=int, default=1000, help="generated short text files (0: none)"
     )
+    parser.add_argument(
+        "--example-docs",
+        type=int,
+        default=32,
+        help="example-docs files (the first N under 512 kB, as the Ray table takes; 0: none)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 repeats, 40 abstracts")
     parser.add_argument(
@@ -223,6 +249,7 @@ def main() -> None:
     if args.quick:
         args.repeats, args.scifact_docs = 2, min(args.scifact_docs, 40)
         args.short_files = min(args.short_files, 200)
+        args.example_docs = min(args.example_docs, 8)
 
     settings = load_settings()
     embedder = Components(settings).embedder
@@ -256,6 +283,16 @@ def main() -> None:
                 [short_dir.name],
             )
         )
+    examples = SHARED_DATA / "example-docs"
+    if args.example_docs and examples.is_dir():
+        chosen = ingest_ray.sample_files(examples, args.example_docs)
+        corpora.append(
+            Corpus(
+                f"example-docs, {len(chosen)} files",
+                [d for d in parse_files(chosen, settings.parsing) if d.ok],
+                [str(f) for f in chosen],
+            )
+        )
     if args.scifact_docs and (args.scifact / "corpus.jsonl").exists():
         corpora.append(
             Corpus(
@@ -277,8 +314,15 @@ def main() -> None:
     rows: list[list[object]] = []
     panels: list[Panel] = []
     for corpus_name, systems in results.items():
+        # Each ragline row against LlamaIndex doing the same work: from files, or from
+        # the same parsed text.
+        peer_files = next(
+            (s for n, s in systems.items() if n.startswith("LlamaIndex") and "from files" in n),
+            None,
+        )
         peer_series = next(
-            (s for name, s in systems.items() if name.startswith("LlamaIndex")), None
+            (s for n, s in systems.items() if n.startswith("LlamaIndex") and "from files" not in n),
+            None,
         )
         plain_series = systems[PLAIN]
         bounds: dict[str, float] = {}
@@ -291,13 +335,9 @@ def main() -> None:
             )
             bounds[name] = bound
             vs_peer = vs_plain = "-"
-            if (
-                peer_series is not None
-                and series is not peer_series
-                and series.docs_s
-                and name != RAGLINE_FILES
-            ):
-                vs_peer = ratio_spread(speed_ratios(series.docs_s, peer_series.docs_s))
+            peer_for = peer_files if name == RAGLINE_FILES else peer_series
+            if name.startswith("ragline") and peer_for is not None and series.docs_s:
+                vs_peer = ratio_spread(speed_ratios(series.docs_s, peer_for.docs_s))
             if series is not plain_series and series.emb_s:
                 vs_plain = ratio_spread(speed_ratios(series.emb_s, plain_series.emb_s))
             rows.append([
@@ -352,8 +392,12 @@ def main() -> None:
         f"{settings.chunking.overlap}, in both systems. Median (min-max) of {args.repeats} "
         "repeats, systems run in rotating order in one process.",
         "Ratios are speed ratios from the same repeat, ragline ÷ peer (>1: ragline faster): "
-        "documents/s vs LlamaIndex on the same parsed text (chunk, embed, index, persist; "
-        "parsing is not compared), embeddings/s vs the plain encode loop. "
+        "documents/s from files vs LlamaIndex from the same files (its SimpleDirectoryReader "
+        "with llama-index-readers-file; docs = files each system got text from), and from "
+        "the same parsed text (chunk, embed, index, persist); embeddings/s vs the plain "
+        "encode loop. ragline embeds with the runtime its quality gate chose "
+        f"({embedder.runtime_name}); LlamaIndex and the plain loop with torch fp32, as "
+        "they come. "
         "Embeddings/s counts encode time only.",
         f"FLOP bound: the CPU's peak FP32 rate / the model's FLOPs per passage at each "
         f"system's own token counts (bench/flops.py). {'; '.join(peak.assumptions())}. "

@@ -24,6 +24,7 @@ PACKAGES = (
     "llama-index-core",
     "llama-index-embeddings-huggingface",
     "llama-index-vector-stores-faiss",
+    "llama-index-readers-file",
 )
 
 
@@ -50,6 +51,7 @@ class IngestRun:
     embed_seconds: float  # the embedding transformation alone
     nodes: int
     texts: list[str] = field(repr=False)  # what was embedded (for token counts)
+    files: int = 0  # documents given, or files that gave text (from files)
 
 
 class LlamaIndexPeer:
@@ -89,15 +91,39 @@ class LlamaIndexPeer:
     def ingest(self, documents: Sequence[tuple[str, str]], persist_dir: Path) -> IngestRun:
         """(source, text) documents → nodes → embeddings → FAISS-backed VectorStoreIndex,
         persisted to ``persist_dir`` (ragline writes its collection to disk too)."""
-        from llama_index.core import Document, VectorStoreIndex
+        from llama_index.core import Document
+
+        started = time.perf_counter()
+        docs = [Document(text=text, id_=source) for source, text in documents]
+        return self._index(docs, persist_dir, started)
+
+    def ingest_files(self, files: Sequence[Path], persist_dir: Path) -> IngestRun:
+        """From the files themselves: ``SimpleDirectoryReader`` with the readers of
+        llama-index-readers-file (what ``pip install llama-index`` brings), then as
+        ``ingest``. A file it cannot read is skipped: its ``raise_on_error=False`` does not
+        cover a reader's missing dependency (PPTX and image readers need hub models here),
+        so each file is read on its own and a failure leaves that file out."""
+        from llama_index.core import SimpleDirectoryReader
+
+        started = time.perf_counter()
+        docs: list[Any] = []
+        for path in files:
+            try:
+                docs += SimpleDirectoryReader(input_files=[str(path)]).load_data()
+            except Exception:  # the peer failing on one file, not the run
+                continue
+        run = self._index(docs, persist_dir, started)
+        run.files = len({d.metadata.get("file_path") for d in docs if d.text.strip()})
+        return run
+
+    def _index(self, docs: list[Any], persist_dir: Path, started: float) -> IngestRun:
+        from llama_index.core import VectorStoreIndex
         from llama_index.core.ingestion import IngestionPipeline
         from llama_index.core.schema import MetadataMode
 
         clock = _clock_type()
         # Distinct names: the pipeline caches each step by a hash of the step and its input.
         before, after = clock(name="before embedding"), clock(name="after embedding")
-        docs = [Document(text=text, id_=source) for source, text in documents]
-        started = time.perf_counter()
         pipeline = IngestionPipeline(
             transformations=[self._splitter(), before, self.embed_model, after]
         )
@@ -112,6 +138,7 @@ class LlamaIndexPeer:
             after.marks[0] - before.marks[0],
             len(nodes),
             [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes],
+            files=len(docs),
         )
 
     def retriever(
