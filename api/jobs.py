@@ -20,6 +20,7 @@ import shutil
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ragline.api.jobrecord import JobRecord
@@ -123,6 +124,7 @@ class JobRunner:
         self.running: dict[str, JobRecord] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._job_threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="ingest-job")
 
     def start(self) -> None:
         self._tasks = [
@@ -136,6 +138,7 @@ class JobRunner:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._job_threads.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, job: JobRecord) -> None:
         self.store.submit(job)
@@ -170,7 +173,12 @@ class JobRunner:
     async def _run(self, job: JobRecord) -> None:
         """Run the job in a thread, beating its heart meanwhile."""
         progress = JobProgress(job, self.store, self.metrics)
-        work = asyncio.ensure_future(asyncio.to_thread(self._execute, job, progress))
+        # Threads of their own, not the pool answers use: a job lowers its thread's
+        # priority (ingest.nice), which an unprivileged process cannot raise again.
+        loop = asyncio.get_running_loop()
+        work = asyncio.ensure_future(
+            loop.run_in_executor(self._job_threads, self._execute, job, progress)
+        )
         while not work.done():
             await asyncio.wait({work}, timeout=HEARTBEAT_S)
             if not work.done():

@@ -117,6 +117,7 @@ def _dir_mb(path: Path) -> float:
 
 def probe(queries: int, data_dir: Path, open_only: bool = False) -> dict[str, Any]:
     from ragline.ingest.docstore import DocumentWrite
+    from ragline.ingest.priority import lower_thread_priority
     from ragline.ingest.types import Chunk
     from ragline.retrieve.dense import QueryEncoder
     from ragline.retrieve.types import RetrievalRequest
@@ -201,39 +202,52 @@ def probe(queries: int, data_dir: Path, open_only: bool = False) -> dict[str, An
             found_dense = now
     out["searchable_s"] = {"bm25": found_bm25, "dense": found_dense}
 
-    # Hybrid latency while the other writer commits groups of chunks.
+    # Hybrid latency while the other writer commits groups of chunks: first a writer at
+    # the process's own priority, then one at ingest.nice as ingestion jobs run (a
+    # thread's nice value can be raised, not lowered again, so each gets a new thread).
     rng = np.random.default_rng(1)
-    stop = threading.Event()
     commits = [0]
 
-    def ingest() -> None:
-        group = settings.pipeline.commit_chunks
-        with writer.writer_lock():
-            while not stop.is_set():
-                vectors = rng.normal(size=(group, dim)).astype(np.float32)
-                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-                batch = []
-                for i, v in enumerate(vectors):
-                    n = commits[0] * group + i
-                    text = f"{asked[n % len(asked)]} load {n}"
-                    chunk = Chunk(text, f"load#{n}", 0, 8, f"l{n}", "text")
-                    batch.append(
-                        DocumentWrite(f"load#{n}", f"l{n}", "IMPORT", 10, [chunk], v[None, :])
-                    )
-                writer.write_documents(batch)
-                commits[0] += 1
+    def during_ingest(nice: int) -> dict[str, float]:
+        stop = threading.Event()
+        before = commits[0]
 
-    thread = threading.Thread(target=ingest, daemon=True)
-    thread.start()
-    busy = [run(q, "hybrid") for q in asked]
-    stop.set()
-    thread.join()
-    out["during_ingest"] = {
-        "p50": statistics.median(busy),
-        "p99": percentile(busy, 99),
-        "max": max(busy),
-        "commits": commits[0],
-    }
+        def ingest() -> None:
+            # Its tantivy writer, made anew in this thread, runs its indexing and merge
+            # threads at this thread's priority.
+            lower_thread_priority(nice)
+            group = settings.pipeline.commit_chunks
+            with writer.writer_lock():
+                while not stop.is_set():
+                    vectors = rng.normal(size=(group, dim)).astype(np.float32)
+                    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                    batch = []
+                    for i, v in enumerate(vectors):
+                        n = commits[0] * group + i
+                        text = f"{asked[n % len(asked)]} load {n}"
+                        chunk = Chunk(text, f"load#{n}", 0, 8, f"l{n}", "text")
+                        batch.append(
+                            DocumentWrite(f"load#{n}", f"l{n}", "IMPORT", 10, [chunk], v[None, :])
+                        )
+                    writer.write_documents(batch)
+                    commits[0] += 1
+                writer.lexical.release_writer()
+
+        writer.lexical.release_writer()  # one made in another thread (the freshness step)
+        thread = threading.Thread(target=ingest, daemon=True)
+        thread.start()
+        busy = [run(q, "hybrid") for q in asked]
+        stop.set()
+        thread.join()
+        return {
+            "p50": statistics.median(busy),
+            "p99": percentile(busy, 99),
+            "max": max(busy),
+            "commits": commits[0] - before,
+        }
+
+    out["during_ingest_not_niced"] = during_ingest(0)
+    out["during_ingest"] = during_ingest(settings.ingest.nice)
     writer.close()
     collection.close()
     return out
@@ -293,7 +307,12 @@ def _row(system: str, n: int, build: str, out: dict[str, Any], peer: str) -> lis
         if s["bm25"] is not None and s["dense"] is not None
         else "not found in 30 s",
         f"{out['hybrid']['p99']:.0f} / {busy['p99']:.0f} "
-        f"(max {busy['max']:.0f}; {busy['commits']} commits)",
+        f"(max {busy['max']:.0f}; {busy['commits']} commits)"
+        + (
+            f"; writer not niced: {plain['p99']:.0f} (max {plain['max']:.0f})"
+            if (plain := out.get("during_ingest_not_niced"))
+            else ""
+        ),
         peer,
     ]
 
@@ -433,7 +452,9 @@ def main() -> None:
         "search over every stored vector, 100 queries.",
         "Searchable after: a document committed by another writer, until this reader's next "
         "query finds it (BM25 / dense). p99 during ingest: hybrid queries while another "
-        "writer commits groups of chunks without pause.",
+        f"writer thread commits groups of chunks without pause, at `ingest.nice` "
+        f"{settings.ingest.nice} as ingestion jobs run (and, first, one at the process's "
+        "own priority: 'writer not niced').",
         "ragline, ivf_encoding sq8: the same collection opened with `index.ivf_encoding: "
         "sq8` (IVF lists of one byte per dimension instead of float32): its index rebuilt "
         "from the stored vectors by a first process (time and RSS after it), then probed "

@@ -193,6 +193,14 @@ class IngestSettings(BaseModel):
         "local: parse in a process pool, embed in this process; ray: parse as Ray tasks and "
         "embed in a Ray Data actor pool (the `ray` extra; see the ray section)",
     )
+    nice: int = _field(
+        10,
+        "nice value ingestion runs at (Linux, per thread; its parse workers and index "
+        "writer threads inherit it), so queries on the same machine keep the CPU first; "
+        "0: unchanged",
+        ge=0,
+        le=19,
+    )
 
 
 class RaySettings(BaseModel):

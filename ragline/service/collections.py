@@ -25,6 +25,7 @@ from ragline.ingest.collection import (
 from ragline.ingest.docstore import DocumentRecord
 from ragline.ingest.importer import ParquetRows, RowError
 from ragline.ingest.pipeline import IngestPipeline, IngestReport, ProgressSink, collection_config
+from ragline.ingest.priority import lower_thread_priority
 from ragline.ingest.tokens import HFTokenCounter
 from ragline.retrieve.cache import ResultCache
 from ragline.service.components import Components
@@ -148,6 +149,7 @@ class CollectionService:
         the document source to record for a path (an upload staged in its job's folder is
         stored as the upload folder's file of that name, so uploading a name again
         updates the document)."""
+        lower_thread_priority(self.settings.ingest.nice)  # before any worker or writer starts
         collection = self.open(validate_name(name), create=True)
         try:
             pipeline = IngestPipeline(
@@ -170,6 +172,7 @@ class CollectionService:
         collection (created if needed). ``model`` names the model that made the vectors:
         it must be the one queries are embedded with, and the collection's."""
         started = time.perf_counter()
+        lower_thread_priority(self.settings.ingest.nice)
         embedding = self.settings.embedding
         if model is not None and model != embedding.model:
             raise CollectionError(
