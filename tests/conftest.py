@@ -12,6 +12,10 @@ from ragline.ingest.embed import Embedder
 from ragline.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The suite ingests in its own main thread: at ingest.nice that thread, and every server
+# it starts afterwards, would run niced while earlier ones do not. tests/test_priority.py
+# covers the mechanism itself.
+os.environ.setdefault("RAGLINE_INGEST__NICE", "0")
 SERVER_LOG_LINES = 80
 SHARED_DATA = Path(os.environ.get("RAGLINE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
