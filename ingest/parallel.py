@@ -6,7 +6,10 @@ which a plain ``ProcessPoolExecutor`` cannot do; the batch goes on either way.
 Small files go several to a task (``parsing.batch_bytes``): one task per file cost more
 in hand-offs and worker restarts than parsing a short text. A task of several files that
 times out or kills its worker is retried a file at a time, so a bad file still fails
-alone, with its own reason.
+alone, with its own reason. A file whose worker dies is parsed again once more (a worker
+killed from outside, by the OOM killer say, is no fault of the file); the second death is
+its error. A worker whose peak memory passed ``parsing.recycle_worker_mb`` after a task
+is replaced by a fresh one: the heap a big file grew is seldom returned to the system.
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
+from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
-from ragline.ingest.parse import file_sha256, parse_file
+from ragline.ingest.parse import file_sha256, parse_file, peak_rss_bytes
 from ragline.ingest.types import ParsedDocument
 from ragline.settings import ParsingSettings
 
 _MAX_TASKS_PER_WORKER = 100  # recycle workers: some parsers leak memory
 _TASKS_PER_WORKER = 4  # at least this many tasks per worker: batches must not starve one
 _MAX_BATCH_FILES = 64
+_DEATHS_PER_FILE = 2  # a file is parsed again after its worker died once, not twice
+_recycle = False  # set in a worker by a task that left it big: it takes no further task
 
 
 def cap_heap(memory_mb: int) -> int:
@@ -50,13 +56,36 @@ def _init_worker(memory_mb: int) -> None:
 
     cap_heap(memory_mb)
     use_packaged_spacy_model()
+    _stop_when_recycled()
+
+
+def _stop_when_recycled() -> None:
+    """pebble's worker loop takes tasks until ``max_tasks``; this one also stops after a
+    task that set ``_recycle``, and pebble starts a fresh worker as it does at max_tasks.
+    (A pebble without that loop function keeps max_tasks recycling only.)"""
+    from pebble.pool import process as pebble_process
+
+    next_tasks = getattr(pebble_process, "worker_get_next_task", None)
+    if next_tasks is None:
+        return
+
+    def until_recycled(channel: Any, max_tasks: int) -> Iterator[Any]:
+        for task in next_tasks(channel, max_tasks):
+            yield task
+            if _recycle:
+                return
+
+    pebble_process.worker_get_next_task = until_recycled
 
 
 def parse_batch(
     paths: Sequence[Path], settings: ParsingSettings, roots: Sequence[str] | None
 ) -> list[ParsedDocument]:
     """One worker task: its files parsed one after another, each isolated by parse_file."""
-    return [parse_file(path, settings, roots) for path in paths]
+    global _recycle
+    documents = [parse_file(path, settings, roots) for path in paths]
+    _recycle = _recycle or peak_rss_bytes() > settings.recycle_worker_mb * 2**20
+    return documents
 
 
 def batches(paths: Sequence[Path], settings: ParsingSettings) -> list[list[Path]]:
@@ -110,6 +139,7 @@ def parse_files(
             )
 
         pending = {schedule(group): group for group in batches(paths, settings)}
+        deaths: dict[Path, int] = {}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -117,8 +147,13 @@ def parse_files(
                 try:
                     yield from future.result()
                 except Exception as exc:
+                    if isinstance(exc, ProcessExpired):
+                        for path in group:
+                            deaths[path] = deaths.get(path, 0) + 1
                     if len(group) > 1:  # find the file that did it: one task each
                         pending.update((schedule([path]), [path]) for path in group)
+                    elif 0 < deaths.get(group[0], 0) < _DEATHS_PER_FILE:
+                        pending[schedule(group)] = group
                     else:
                         yield failed_document(
                             group[0], _reason(exc, settings), confined=roots is not None
