@@ -14,11 +14,13 @@ is replaced by a fresh one: the heap a big file grew is seldom returned to the s
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,14 @@ from ragline.ingest.parse import file_sha256, parse_file, peak_rss_bytes
 from ragline.ingest.types import ParsedDocument
 from ragline.settings import ParsingSettings
 
+log = logging.getLogger(__name__)
+
 _MAX_TASKS_PER_WORKER = 100  # recycle workers: some parsers leak memory
 _TASKS_PER_WORKER = 4  # at least this many tasks per worker: batches must not starve one
 _MAX_BATCH_FILES = 64
 _DEATHS_PER_FILE = 2  # a file is parsed again after its worker died once, not twice
+_POOL_STARTS = 3  # a pool broken by a worker that died idle is started again, this often
+_BROKEN = "the parse processes kept dying before they took a file (pool broken 3 times)"
 _recycle = False  # set in a worker by a task that left it big: it takes no further task
 
 
@@ -120,9 +126,33 @@ def parse_files(
 ) -> Iterator[ParsedDocument]:
     """Yield parsed documents as they finish (not in input order); with ``roots``, a file
     is read only if it lies under one of them when the worker opens it."""
-    if not paths:
+    groups = batches(paths, settings)
+    deaths: dict[Path, int] = {}
+    for attempt in range(_POOL_STARTS):
+        broken: list[list[Path]] = []
+        yield from _parse_in_pool(groups, settings, roots, deaths, broken)
+        groups = broken
+        if not groups:
+            return
+        log.warning("parse pool broke (attempt %d): %d task(s) again", attempt + 1, len(groups))
+    for group in groups:
+        for path in group:
+            yield failed_document(path, _BROKEN, confined=roots is not None)
+
+
+def _parse_in_pool(
+    groups: list[list[Path]],
+    settings: ParsingSettings,
+    roots: Sequence[str] | None,
+    deaths: dict[Path, int],
+    broken: list[list[Path]],
+) -> Iterator[ParsedDocument]:
+    """One pool's run over ``groups``; the groups it could not run because the pool broke
+    are put in ``broken``. pebble breaks the whole pool when a worker dies holding no
+    task (killed while it starts, or between tasks): no file's fault."""
+    if not groups:
         return
-    workers = min(settings.workers, len(paths))
+    workers = min(settings.workers, sum(len(g) for g in groups))
     # spawn, not fork: the parent may already hold torch/OpenMP threads.
     context = multiprocessing.get_context("spawn")
     with ProcessPool(
@@ -138,14 +168,15 @@ def parse_files(
                 parse_batch, args=(group, settings, roots), timeout=settings.file_timeout_s
             )
 
-        pending = {schedule(group): group for group in batches(paths, settings)}
-        deaths: dict[Path, int] = {}
+        pending = {schedule(group): group for group in groups}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 group = pending.pop(future)
                 try:
                     yield from future.result()
+                except BrokenProcessPool:
+                    broken.append(group)
                 except Exception as exc:
                     if isinstance(exc, ProcessExpired):
                         for path in group:
