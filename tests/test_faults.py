@@ -879,3 +879,30 @@ def test_a_job_held_up_does_not_hold_up_other_collections(app: App, tmp_path: Pa
         assert http.get(f"/v1/jobs/{held['id']}").json()["status"] in ("queued", "running")
     with app.http() as http:
         assert _wait_job(http, held)["status"] == "succeeded"
+
+
+def test_a_collection_dropped_while_it_is_read_is_not_found(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Another process drops the collection between the registry's check and the read
+    (found by bench/faults.py: a 500, "unable to open database file")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ragline.ingest.collection import CollectionNotFound
+    from ragline.retrieve.cache import make_cache
+    from ragline.retrieve.types import RetrievalRequest
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components
+    from ragline.service.registry import CollectionRegistry
+
+    settings = _settings(tmp_path / "var")
+    _ingest(settings, "gone", [_doc(str(tmp_path / "old.txt"), OLD)], embedder)
+    components = Components(settings)
+    components.__dict__["embedder"] = embedder  # the cached_property, filled
+    cache = make_cache(settings.cache)
+    registry = CollectionRegistry(CollectionService(components, cache), cache)
+    opened = registry.get("gone")
+    shutil.rmtree(settings.storage.collections_dir / "gone")  # `ragline delete --all`
+    with ThreadPoolExecutor(1) as pool:  # a request's thread: a connection of its own
+        with pytest.raises(CollectionNotFound, match="dropped"):
+            pool.submit(opened.retrieve, RetrievalRequest("vault code")).result()

@@ -8,7 +8,8 @@ what the cache holds for the old one is dropped (cache keys carry the collection
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +37,28 @@ class OpenCollection:
     def retrieve(self, request: RetrievalRequest, history: Sequence[Turn] = ()) -> RetrievalResult:
         """A turn's retrieval, with the conversation before it (blocking: call from a
         worker thread)."""
-        if self.empty:
-            return RetrievalResult(request.query, [], StageTimings())
-        return self.conversation.run_turn(request, history)
+        with self._not_found_if_dropped():
+            if self.empty:
+                return RetrievalResult(request.query, [], StageTimings())
+            return self.conversation.run_turn(request, history)
 
     def relevance(self, result: RetrievalResult) -> float:
         """The best cosine between the question (or its rewrite) and a passage."""
-        return 0.0 if self.empty else self.conversation.relevance(result)
+        with self._not_found_if_dropped():
+            return 0.0 if self.empty else self.conversation.relevance(result)
+
+    @contextmanager
+    def _not_found_if_dropped(self) -> Iterator[None]:
+        """Another process may drop the collection between ``get`` and a read (a new
+        thread's SQLite connection then finds no file): that read's failure is a
+        CollectionNotFound, not an internal error."""
+        try:
+            yield
+        except Exception:
+            if _identity(self.collection.path / Collection.DOCSTORE) != self.inode:
+                name = self.collection.name
+                raise CollectionNotFound(f"collection {name!r} was dropped meanwhile") from None
+            raise
 
     def close(self) -> None:
         self.collection.close()
