@@ -247,19 +247,33 @@ class Collection:
             if dim is None:
                 index = VectorIndex.empty(1, self.settings)
             else:
-                batches = list(self.docstore.iter_vectors(dim))
-                ids = np.concatenate([b[0] for b in batches]) if batches else np.zeros(0, np.int64)
-                vectors = (
-                    np.concatenate([b[1] for b in batches])
-                    if batches
-                    else np.zeros((0, dim), np.float32)
-                )
+                ids, vectors = self._all_vectors(dim)
                 index = VectorIndex.build(dim, ids, vectors, self.settings)
             self._index = index
             self._index_generation = generation
             if persist:
                 self._save_index(index, generation, index.ntotal)
             return index
+
+    def _all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every (id, vector), read in batches into arrays sized from the count: one copy
+        of the vectors, not the batches and their concatenation at once."""
+        total = self.docstore.counts()[1]
+        ids, vectors = np.empty(total, np.int64), np.empty((total, dim), np.float32)
+        filled = 0
+        extra: list[tuple[np.ndarray, np.ndarray]] = []  # chunks committed meanwhile
+        for batch_ids, batch_vectors in self.docstore.iter_vectors(dim):
+            room = min(len(batch_ids), total - filled)
+            ids[filled : filled + room] = batch_ids[:room]
+            vectors[filled : filled + room] = batch_vectors[:room]
+            filled += room
+            if room < len(batch_ids):
+                extra.append((batch_ids[room:], batch_vectors[room:]))
+        ids, vectors = ids[:filled], vectors[:filled]
+        if extra:
+            ids = np.concatenate([ids, *(e[0] for e in extra)])
+            vectors = np.concatenate([vectors, *(e[1] for e in extra)])
+        return ids, vectors
 
     def _save_index(self, index: VectorIndex, generation: int, trained_on: int) -> None:
         """A checkpoint in a file of its own generation, then the manifest pointing at it
@@ -293,13 +307,18 @@ class Collection:
         with self._index_lock:
             saved = self._saved_manifest()
             if saved.get("generation") != self.docstore.generation:
-                index = self.index
-                trained_on = int(saved.get("trained_on", index.ntotal) or 1)
-                if (index.kind == FLAT and index.ntotal > self.settings.flat_max_vectors) or (
-                    index.kind != FLAT and index.ntotal > 2 * trained_on
+                # Decided from the docstore, before catching the index up: a rebuild
+                # replaces it, and the old one (a copy of every vector) is let go first.
+                total = self.docstore.counts()[1]
+                kind = self._index.kind if self._index is not None else saved.get("kind", FLAT)
+                trained_on = int(saved.get("trained_on", total) or 1)
+                if (kind == FLAT and total > self.settings.flat_max_vectors) or (
+                    kind != FLAT and total > 2 * trained_on
                 ):
+                    self._index = None
                     self.rebuild_index()
                 else:
+                    index = self.index
                     self._save_index(index, self._index_generation, trained_on)
         oldest = min(self._saved_manifest().get("generation", -1), self.lexical.generation)
         self.docstore.prune_changes(oldest - self.KEEP_CHANGES)
