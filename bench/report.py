@@ -323,6 +323,26 @@ def backends_line(results: Path, link: Callable[[str], str]) -> str:
     return _bullet("Embedding runtimes", results, "backends", link, parts)
 
 
+def faults_line(results: Path, link: Callable[[str], str]) -> str:
+    """The promise kept or not: injections, and every count that must be 0, from the
+    total row; then the large upload's memory."""
+    rows = read_rows(results / "faults.csv")
+    total = next(r for r in rows if r["fault"] == "total")
+    kinds = [r for r in rows if r["fault"] not in ("total",) and r["injections"] not in ("0", "-")]
+    counts = ", ".join(f"{r['injections']} {r['fault']}" for r in kinds)
+    parts = [
+        f"{total['injections']} injected faults ({counts}): "
+        f"{total['jobs finished exactly once']} jobs finished exactly once, "
+        f"{total['stale reads']} stale reads, {total['documents lost']} documents lost, "
+        f"{total['duplicated documents']} duplicated, {total['orphan processes']} orphan "
+        f"processes, {total['5xx or dropped']} 5xx answers"
+    ]
+    upload = next((r for r in rows if "upload" in r["fault"]), None)
+    if upload is not None:
+        parts.append(f"{upload['fault'].split(' (')[0]}: {upload['peak RSS MB']} MB")
+    return _bullet("Faults", results, "faults", link, parts)
+
+
 SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("ingest.csv", "Ingestion", ingest_line),
     ("backends.csv", "Embedding runtimes", backends_line),
@@ -331,6 +351,7 @@ SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("generate.csv", "Generation", generate_line),
     ("load.csv", "Load", load_line),
     ("scale.csv", "Scale", scale_line),
+    ("faults.csv", "Faults", faults_line),
 ]
 
 
