@@ -454,6 +454,8 @@ class Shared:
                         on_a.answers.append((sent, texts))
             time.sleep(1.0)
         for traffic in (on_a, on_b):
+            if traffic.errors_5xx:
+                tally.notes.append(f"statuses from {traffic.url}: {traffic.statuses}")
             tally.errors_5xx += traffic.errors_5xx
             tally.answers += sum(traffic.statuses.values())
             tally.stale += self.stale_reads(traffic.answers)

@@ -329,13 +329,13 @@ def faults_line(results: Path, link: Callable[[str], str]) -> str:
     rows = read_rows(results / "faults.csv")
     total = next(r for r in rows if r["fault"] == "total")
     kinds = [r for r in rows if r["fault"] not in ("total",) and r["injections"] not in ("0", "-")]
-    counts = ", ".join(f"{r['injections']} {r['fault']}" for r in kinds)
+    counts = "; ".join(f"{r['fault']}: {r['injections']}" for r in kinds)
     parts = [
         f"{total['injections']} injected faults ({counts}): "
         f"{total['jobs finished exactly once']} jobs finished exactly once, "
         f"{total['stale reads']} stale reads, {total['documents lost']} documents lost, "
         f"{total['duplicated documents']} duplicated, {total['orphan processes']} orphan "
-        f"processes, {total['5xx or dropped']} 5xx answers"
+        f"processes, {total['5xx or dropped']} answers 5xx or dropped"
     ]
     upload = next((r for r in rows if "upload" in r["fault"]), None)
     if upload is not None:
