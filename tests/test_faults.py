@@ -906,3 +906,33 @@ def test_a_collection_dropped_while_it_is_read_is_not_found(
     with ThreadPoolExecutor(1) as pool:  # a request's thread: a connection of its own
         with pytest.raises(CollectionNotFound, match="dropped"):
             pool.submit(opened.retrieve, RetrievalRequest("vault code")).result()
+
+
+def test_a_collection_dropped_while_it_is_opened_is_not_found(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race bench/faults.py found: another process removes the collection's files
+    while this one opens it, and SQLite fails with "disk I/O error" (a 500). Here the
+    open removes the files itself, then fails as SQLite did."""
+    import sqlite3
+
+    from ragline.ingest.collection import CollectionNotFound
+    from ragline.retrieve.cache import make_cache
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components
+    from ragline.service.registry import CollectionRegistry
+
+    settings = _settings(tmp_path / "var")
+    _ingest(settings, "going", [_doc(str(tmp_path / "old.txt"), OLD)], embedder)
+    components = Components(settings)
+    components.__dict__["embedder"] = embedder
+    cache = make_cache(settings.cache)
+    service = CollectionService(components, cache)
+
+    def open_while_dropped(name: str) -> Collection:
+        shutil.rmtree(settings.storage.collections_dir / name)  # `ragline delete --all`
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(service, "open", open_while_dropped)
+    with pytest.raises(CollectionNotFound, match="dropped"):
+        CollectionRegistry(service, cache).get("going")
