@@ -370,7 +370,8 @@ def test_faults_line_reads_the_total_and_the_large_upload(tmp_path: Path) -> Non
     )
     _write(tmp_path / "faults.md", f"# Fault injection\n\n{ENV}\n")
     line = faults_line(tmp_path, lambda name: name)
-    assert line.startswith("- **Faults** (2026-11-25) 40 injected faults (server kill -9 mid-job: 14;")
+    assert line.startswith("- **Faults** (2026-11-25) 40 injected faults (server kill -9 mid-job")
+    assert "(server kill -9 mid-job: 14; parse worker kill -9 mid-job: 16;" in line
     assert "31/31 jobs finished exactly once, 0 stale reads, 0 documents lost" in line
     assert "2 answers 5xx or dropped" in line
     assert "100 MiB plain-text upload: server idle 860 → peak 1700 (+840)" in line

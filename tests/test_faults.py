@@ -903,9 +903,9 @@ def test_a_collection_dropped_while_it_is_read_is_not_found(
     registry = CollectionRegistry(CollectionService(components, cache), cache)
     opened = registry.get("gone")
     shutil.rmtree(settings.storage.collections_dir / "gone")  # `ragline delete --all`
-    with ThreadPoolExecutor(1) as pool:  # a request's thread: a connection of its own
-        with pytest.raises(CollectionNotFound, match="dropped"):
-            pool.submit(opened.retrieve, RetrievalRequest("vault code")).result()
+    # A request's thread: a SQLite connection of its own.
+    with ThreadPoolExecutor(1) as pool, pytest.raises(CollectionNotFound, match="dropped"):
+        pool.submit(opened.retrieve, RetrievalRequest("vault code")).result()
 
 
 def test_a_collection_dropped_while_it_is_opened_is_not_found(
