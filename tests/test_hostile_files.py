@@ -216,7 +216,6 @@ def test_a_file_whose_worker_was_killed_is_parsed_again(tmp_path: Path) -> None:
 # -- 100 MiB of text -----------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_a_100_mib_text_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
     text = hostile.big_text(tmp_path / "log.txt", 100)
     documents, peaks = _parse([text, _note(tmp_path)], max_file_mb=100, file_timeout_s=300)
