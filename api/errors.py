@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ragline.ingest.collection import CollectionNotFound
+
 log = logging.getLogger(__name__)
 
 # OpenAI's error "type" per status.
@@ -109,6 +111,11 @@ def install(app: FastAPI) -> None:
         # OpenAI answers every malformed request with 400, not FastAPI's 422.
         message, param, code = _validation_message(exc)
         return JSONResponse(error_body(message, 400, param, code), status_code=400)
+
+    @app.exception_handler(CollectionNotFound)
+    async def collection_gone(request: Request, exc: CollectionNotFound) -> JSONResponse:
+        # Dropped by another process while a request read it.
+        return error_response(ApiError(404, str(exc), param="collection", code="not_found"))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,6 +1,7 @@
 """Every benchmark, side by side with its peers, then the README results section.
 
-    python -m bench [--quick] [--only STAGE,...]   # ingest, backends, query, generate, load, report
+    python -m bench [--quick] [--only STAGE,...]   # ingest, backends, query, generate, load,
+                                                   # faults, report
     python -m bench STAGE [ARGS...]                # one stage, with its own options
 
 Run it from the benchmark environment (``bash scripts/bench-env.sh`` makes .venv-bench:
@@ -30,13 +31,14 @@ import httpx
 from ragline.settings import PROJECT_ROOT
 from ragline.tables import write_markdown_and_csv
 
-STAGES = ("ingest", "backends", "query", "generate", "load", "report")
+STAGES = ("ingest", "backends", "query", "generate", "load", "faults", "report")
 QUICK_ARGS = {
     "ingest": ["--quick"],
     "backends": ["--quick"],
     "query": ["--quick"],
     "generate": ["--pairs", "2", "--max-tokens", "16"],
     "load": ["--concurrency", "1,4", "--duration", "15"],
+    "faults": ["--quick"],
     "report": ["--no-readme"],
 }
 BASE_PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
@@ -48,7 +50,7 @@ CLI = "from ragline.cli import main; main()"  # `ragline ...` under a chosen int
 def interpreter(stage: str) -> str:
     """vLLM (generation, the server under load) runs under .venv's own interpreter where
     there is one: its pinned packages, none of the peers' additions. The rest here."""
-    if stage in ("generate", "load", "prepare") and BASE_PYTHON.exists():
+    if stage in ("generate", "load", "faults", "prepare") and BASE_PYTHON.exists():
         return str(BASE_PYTHON)
     return sys.executable
 

@@ -391,6 +391,26 @@ def grounding_line(results: Path, link: Callable[[str], str]) -> str:
     return _bullet("Grounded answers", results, "grounding", link, parts)
 
 
+def faults_line(results: Path, link: Callable[[str], str]) -> str:
+    """The promise kept or not: injections, and every count that must be 0, from the
+    total row; then the large upload's memory."""
+    rows = read_rows(results / "faults.csv")
+    total = next(r for r in rows if r["fault"] == "total")
+    kinds = [r for r in rows if r["fault"] not in ("total",) and r["injections"] not in ("0", "-")]
+    counts = "; ".join(f"{r['fault']}: {r['injections']}" for r in kinds)
+    parts = [
+        f"{total['injections']} injected faults ({counts}): "
+        f"{total['jobs finished exactly once']} jobs finished exactly once, "
+        f"{total['stale reads']} stale reads, {total['documents lost']} documents lost, "
+        f"{total['duplicated documents']} duplicated, {total['orphan processes']} orphan "
+        f"processes, {total['5xx or dropped']} answers 5xx or dropped"
+    ]
+    upload = next((r for r in rows if "upload" in r["fault"]), None)
+    if upload is not None:
+        parts.append(f"{upload['fault'].split(' (')[0]}: {upload['peak RSS MB']} MB")
+    return _bullet("Faults", results, "faults", link, parts)
+
+
 SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("ingest.csv", "Ingestion", ingest_line),
     ("backends.csv", "Embedding runtimes", backends_line),
@@ -402,6 +422,7 @@ SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("file_eval.csv", "Retrieval through files", file_eval_line),
     ("multiturn.csv", "Multi-turn retrieval", multiturn_line),
     ("grounding.csv", "Grounded answers", grounding_line),
+    ("faults.csv", "Faults", faults_line),
 ]
 
 

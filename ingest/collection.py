@@ -295,13 +295,18 @@ class Collection:
         with self._index_lock:
             saved = self._saved_manifest()
             if saved.get("generation") != self.docstore.generation:
-                index = self.index
-                trained_on = int(saved.get("trained_on", index.ntotal) or 1)
-                if (index.kind == FLAT and index.ntotal > self.settings.flat_max_vectors) or (
-                    index.kind != FLAT and index.ntotal > 2 * trained_on
+                # Decided from the docstore, before catching the index up: a rebuild
+                # replaces it, and the old one (a copy of every vector) is let go first.
+                total = self.docstore.counts()[1]
+                kind = self._index.kind if self._index is not None else saved.get("kind", FLAT)
+                trained_on = int(saved.get("trained_on", total) or 1)
+                if (kind == FLAT and total > self.settings.flat_max_vectors) or (
+                    kind != FLAT and total > 2 * trained_on
                 ):
+                    self._index = None
                     self.rebuild_index()
                 else:
+                    index = self.index
                     self._save_index(index, self._index_generation, trained_on)
         oldest = min(self._saved_manifest().get("generation", -1), self.lexical.generation)
         self.docstore.prune_changes(oldest - self.KEEP_CHANGES)

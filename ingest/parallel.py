@@ -6,27 +6,39 @@ which a plain ``ProcessPoolExecutor`` cannot do; the batch goes on either way.
 Small files go several to a task (``parsing.batch_bytes``): one task per file cost more
 in hand-offs and worker restarts than parsing a short text. A task of several files that
 times out or kills its worker is retried a file at a time, so a bad file still fails
-alone, with its own reason.
+alone, with its own reason. A file whose worker dies is parsed again once more (a worker
+killed from outside, by the OOM killer say, is no fault of the file); the second death is
+its error. A worker whose peak memory passed ``parsing.recycle_worker_mb`` after a task
+is replaced by a fresh one: the heap a big file grew is seldom returned to the system.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
-from ragline.ingest.parse import file_sha256, parse_file
+from ragline.ingest.parse import file_sha256, parse_file, peak_rss_bytes
 from ragline.ingest.types import ParsedDocument
 from ragline.settings import ParsingSettings
+
+log = logging.getLogger(__name__)
 
 _MAX_TASKS_PER_WORKER = 100  # recycle workers: some parsers leak memory
 _TASKS_PER_WORKER = 4  # at least this many tasks per worker: batches must not starve one
 _MAX_BATCH_FILES = 64
+_DEATHS_PER_FILE = 2  # a file is parsed again after its worker died once, not twice
+_POOL_STARTS = 3  # a pool broken by a worker that died idle is started again, this often
+_BROKEN = "the parse processes kept dying before they took a file (pool broken 3 times)"
+_recycle = False  # set in a worker by a task that left it big: it takes no further task
 
 
 def cap_heap(memory_mb: int) -> int:
@@ -50,13 +62,36 @@ def _init_worker(memory_mb: int) -> None:
 
     cap_heap(memory_mb)
     use_packaged_spacy_model()
+    _stop_when_recycled()
+
+
+def _stop_when_recycled() -> None:
+    """pebble's worker loop takes tasks until ``max_tasks``; this one also stops after a
+    task that set ``_recycle``, and pebble starts a fresh worker as it does at max_tasks.
+    (A pebble without that loop function keeps max_tasks recycling only.)"""
+    from pebble.pool import process as pebble_process
+
+    next_tasks = getattr(pebble_process, "worker_get_next_task", None)
+    if next_tasks is None:
+        return
+
+    def until_recycled(channel: Any, max_tasks: int) -> Iterator[Any]:
+        for task in next_tasks(channel, max_tasks):
+            yield task
+            if _recycle:
+                return
+
+    pebble_process.worker_get_next_task = until_recycled
 
 
 def parse_batch(
     paths: Sequence[Path], settings: ParsingSettings, roots: Sequence[str] | None
 ) -> list[ParsedDocument]:
     """One worker task: its files parsed one after another, each isolated by parse_file."""
-    return [parse_file(path, settings, roots) for path in paths]
+    global _recycle
+    documents = [parse_file(path, settings, roots) for path in paths]
+    _recycle = _recycle or peak_rss_bytes() > settings.recycle_worker_mb * 2**20
+    return documents
 
 
 def batches(paths: Sequence[Path], settings: ParsingSettings) -> list[list[Path]]:
@@ -91,9 +126,33 @@ def parse_files(
 ) -> Iterator[ParsedDocument]:
     """Yield parsed documents as they finish (not in input order); with ``roots``, a file
     is read only if it lies under one of them when the worker opens it."""
-    if not paths:
+    groups = batches(paths, settings)
+    deaths: dict[Path, int] = {}
+    for attempt in range(_POOL_STARTS):
+        broken: list[list[Path]] = []
+        yield from _parse_in_pool(groups, settings, roots, deaths, broken)
+        groups = broken
+        if not groups:
+            return
+        log.warning("parse pool broke (attempt %d): %d task(s) again", attempt + 1, len(groups))
+    for group in groups:
+        for path in group:
+            yield failed_document(path, _BROKEN, confined=roots is not None)
+
+
+def _parse_in_pool(
+    groups: list[list[Path]],
+    settings: ParsingSettings,
+    roots: Sequence[str] | None,
+    deaths: dict[Path, int],
+    broken: list[list[Path]],
+) -> Iterator[ParsedDocument]:
+    """One pool's run over ``groups``; the groups it could not run because the pool broke
+    are put in ``broken``. pebble breaks the whole pool when a worker dies holding no
+    task (killed while it starts, or between tasks): no file's fault."""
+    if not groups:
         return
-    workers = min(settings.workers, len(paths))
+    workers = min(settings.workers, sum(len(g) for g in groups))
     # spawn, not fork: the parent may already hold torch/OpenMP threads.
     context = multiprocessing.get_context("spawn")
     with ProcessPool(
@@ -109,16 +168,23 @@ def parse_files(
                 parse_batch, args=(group, settings, roots), timeout=settings.file_timeout_s
             )
 
-        pending = {schedule(group): group for group in batches(paths, settings)}
+        pending = {schedule(group): group for group in groups}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 group = pending.pop(future)
                 try:
                     yield from future.result()
+                except BrokenProcessPool:
+                    broken.append(group)
                 except Exception as exc:
+                    if isinstance(exc, ProcessExpired):
+                        for path in group:
+                            deaths[path] = deaths.get(path, 0) + 1
                     if len(group) > 1:  # find the file that did it: one task each
                         pending.update((schedule([path]), [path]) for path in group)
+                    elif 0 < deaths.get(group[0], 0) < _DEATHS_PER_FILE:
+                        pending[schedule(group)] = group
                     else:
                         yield failed_document(
                             group[0], _reason(exc, settings), confined=roots is not None

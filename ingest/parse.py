@@ -109,8 +109,23 @@ def _near_memory_limit() -> bool:
     limit, _ = resource.getrlimit(resource.RLIMIT_DATA)
     if limit == resource.RLIM_INFINITY:
         return False
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-    return peak >= 0.8 * limit
+    return peak_rss_bytes() >= 0.8 * limit
+
+
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS. Not ru_maxrss: a spawned worker inherits its parent's
+    (a server of 1 GB made every failure of a worker "out of memory"); VmHWM belongs to
+    the process's own address space, new at exec."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
 
 def _check_size(size_bytes: int, settings: ParsingSettings) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -222,9 +222,15 @@ class IngestPipeline:
         # is committed before the next window is chunked: its documents count towards the
         # next window's boilerplate.
         for window in _batched(documents, self.settings.chunking.boilerplate_window):
-            for embedded in self.executor.embed(self._commit_groups(window, report)):
-                self._write(embedded, report)
+            self._embed_write(window, report)
+            window.clear()  # a big document's text is not held through the checkpoint
         self.collection.flush()
+
+    def _embed_write(self, window: list[ParsedDocument], report: IngestReport) -> None:
+        # A function of its own: the last group's chunks and vectors are freed on return,
+        # not kept by a loop variable while flush() builds the index checkpoint.
+        for embedded in self.executor.embed(self._commit_groups(window, report)):
+            self._write(embedded, report)
 
     def _commit_groups(
         self, window: list[ParsedDocument], report: IngestReport
@@ -238,7 +244,7 @@ class IngestPipeline:
         boilerplate = self._boilerplate(window, keys)
         group = CommitGroup()
         group_chunks = 0
-        for document, document_keys in zip(window, keys, strict=True):
+        for position, (document, document_keys) in enumerate(zip(window, keys, strict=True)):
             report.parse_seconds += document.parse_seconds
             chunking = self.chunker.chunk(document, boilerplate) if document.ok else None
             if chunking is not None and not chunking.chunks and chunking.boilerplate_dropped:
@@ -256,6 +262,9 @@ class IngestPipeline:
                 )
                 self._record(report, outcome)
                 continue
+            # Chunked: its elements (a big file's whole text) need not live on through
+            # embedding and writing. A copy, in the window too: the caller's is untouched.
+            window[position] = document = replace(document, elements=[])
             group.documents.append(PendingDocument(document, chunks, document_keys))
             group_chunks += len(chunks)
             if group_chunks >= self.settings.pipeline.commit_chunks:

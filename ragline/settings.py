@@ -74,6 +74,12 @@ class ParsingSettings(BaseModel):
         "reason instead of taking the machine's memory (at 2048 some example-docs failed)",
         ge=256,
     )
+    recycle_worker_mb: int = _field(
+        1024,
+        "a parse process whose peak memory passed this after a file is replaced by a fresh "
+        "one (the heap a big file grew is seldom given back)",
+        ge=64,
+    )
     stream_text_mb: float = _field(
         1.0,
         "plain-text files above this are read as a stream of paragraphs by ragline "

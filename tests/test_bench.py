@@ -24,6 +24,7 @@ from bench.report import (
     MarkerError,
     backends_line,
     build_section,
+    faults_line,
     file_eval_line,
     grounding_line,
     ingest_line,
@@ -408,6 +409,33 @@ def test_quality_lines_read_files_multiturn_and_grounding(tmp_path: Path) -> Non
     line = grounding_line(tmp_path, lambda name: name)
     assert "far: 90.0% abstain by the retrieval rule, 10.0% by the prompt's rule" in line
     assert "35.0% of answer sentences supported by a cited or attributed source, 5.0%" in line
+
+
+def test_faults_line_reads_the_total_and_the_large_upload(tmp_path: Path) -> None:
+    header = (
+        "fault,injections,jobs finished exactly once,stale reads,documents lost,"
+        "duplicated documents,orphan processes,5xx or dropped,peak RSS MB\n"
+    )
+    _write(
+        tmp_path / "faults.csv",
+        header + "server kill -9 mid-job,14,14/14,0,0,0,0,0,-\n"
+        "parse worker kill -9 mid-job,16,16/16,0,0,0,0,0,-\n"
+        "Redis kill -9 + restart under queries,10,1/1,0,0,0,0,2,-\n"
+        "total,40,31/31,0,0,0,0,2,server 1500 / child 600\n"
+        '100 MiB plain-text upload (no fault),0,"succeeded, {}",-,-,-,-,-,'
+        '"server idle 860 → peak 1700 (+840); parse worker peak 640"\n',
+    )
+    _write(tmp_path / "faults.md", f"# Fault injection\n\n{ENV}\n")
+    line = faults_line(tmp_path, lambda name: name)
+    assert line.startswith("- **Faults** (2026-11-25) 40 injected faults (server kill -9 mid-job")
+    assert "(server kill -9 mid-job: 14; parse worker kill -9 mid-job: 16;" in line
+    assert "31/31 jobs finished exactly once, 0 stale reads, 0 documents lost" in line
+    assert "2 answers 5xx or dropped" in line
+    assert "100 MiB plain-text upload: server idle 860 → peak 1700 (+840)" in line
+    assert "](faults.md)" in line
+    _write(tmp_path / "faults.csv", header)
+    with pytest.raises(StopIteration):
+        faults_line(tmp_path, lambda name: name)
 
 
 # -- the short-files corpus -----------------------------------------------------------------

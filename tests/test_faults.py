@@ -879,3 +879,60 @@ def test_a_job_held_up_does_not_hold_up_other_collections(app: App, tmp_path: Pa
         assert http.get(f"/v1/jobs/{held['id']}").json()["status"] in ("queued", "running")
     with app.http() as http:
         assert _wait_job(http, held)["status"] == "succeeded"
+
+
+def test_a_collection_dropped_while_it_is_read_is_not_found(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Another process drops the collection between the registry's check and the read
+    (found by bench/faults.py: a 500, "unable to open database file")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ragline.ingest.collection import CollectionNotFound
+    from ragline.retrieve.cache import make_cache
+    from ragline.retrieve.types import RetrievalRequest
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components
+    from ragline.service.registry import CollectionRegistry
+
+    settings = _settings(tmp_path / "var")
+    _ingest(settings, "gone", [_doc(str(tmp_path / "old.txt"), OLD)], embedder)
+    components = Components(settings)
+    components.__dict__["embedder"] = embedder  # the cached_property, filled
+    cache = make_cache(settings.cache)
+    registry = CollectionRegistry(CollectionService(components, cache), cache)
+    opened = registry.get("gone")
+    shutil.rmtree(settings.storage.collections_dir / "gone")  # `ragline delete --all`
+    # A request's thread: a SQLite connection of its own.
+    with ThreadPoolExecutor(1) as pool, pytest.raises(CollectionNotFound, match="dropped"):
+        pool.submit(opened.retrieve, RetrievalRequest("vault code")).result()
+
+
+def test_a_collection_dropped_while_it_is_opened_is_not_found(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race bench/faults.py found: another process removes the collection's files
+    while this one opens it, and SQLite fails with "disk I/O error" (a 500). Here the
+    open removes the files itself, then fails as SQLite did."""
+    import sqlite3
+
+    from ragline.ingest.collection import CollectionNotFound
+    from ragline.retrieve.cache import make_cache
+    from ragline.service.collections import CollectionService
+    from ragline.service.components import Components
+    from ragline.service.registry import CollectionRegistry
+
+    settings = _settings(tmp_path / "var")
+    _ingest(settings, "going", [_doc(str(tmp_path / "old.txt"), OLD)], embedder)
+    components = Components(settings)
+    components.__dict__["embedder"] = embedder
+    cache = make_cache(settings.cache)
+    service = CollectionService(components, cache)
+
+    def open_while_dropped(name: str) -> Collection:
+        shutil.rmtree(settings.storage.collections_dir / name)  # `ragline delete --all`
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(service, "open", open_while_dropped)
+    with pytest.raises(CollectionNotFound, match="dropped"):
+        CollectionRegistry(service, cache).get("going")

@@ -7,8 +7,11 @@ what the cache holds for the old one is dropped (cache keys carry the collection
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,8 @@ from ragline.retrieve.dense import QueryEncoder
 from ragline.retrieve.retriever import Retriever
 from ragline.retrieve.types import RetrievalRequest, RetrievalResult, StageTimings
 from ragline.service.collections import LOCK_WAIT_S, CollectionService
+
+_DROP_SETTLE_S = 0.2
 
 
 @dataclass(slots=True)
@@ -36,13 +41,28 @@ class OpenCollection:
     def retrieve(self, request: RetrievalRequest, history: Sequence[Turn] = ()) -> RetrievalResult:
         """A turn's retrieval, with the conversation before it (blocking: call from a
         worker thread)."""
-        if self.empty:
-            return RetrievalResult(request.query, [], StageTimings())
-        return self.conversation.run_turn(request, history)
+        with self._not_found_if_dropped():
+            if self.empty:
+                return RetrievalResult(request.query, [], StageTimings())
+            return self.conversation.run_turn(request, history)
 
     def relevance(self, result: RetrievalResult) -> float:
         """The best cosine between the question (or its rewrite) and a passage."""
-        return 0.0 if self.empty else self.conversation.relevance(result)
+        with self._not_found_if_dropped():
+            return 0.0 if self.empty else self.conversation.relevance(result)
+
+    @contextmanager
+    def _not_found_if_dropped(self) -> Iterator[None]:
+        """Another process may drop the collection between ``get`` and a read (a new
+        thread's SQLite connection then finds no file): that read's failure is a
+        CollectionNotFound, not an internal error."""
+        try:
+            yield
+        except Exception:
+            if _identity(self.collection.path / Collection.DOCSTORE) != self.inode:
+                name = self.collection.name
+                raise CollectionNotFound(f"collection {name!r} was dropped meanwhile") from None
+            raise
 
     def close(self) -> None:
         self.collection.close()
@@ -84,8 +104,7 @@ class CollectionRegistry:
                 current.close()
                 # Its entries are unreachable under the new id; free them now.
                 self.cache.invalidate(name, current.collection.collection_id)
-            collection = self.collections.open(name)
-            collection.repair()  # a crashed writer's lexical index; never a wait
+            collection = self._open_collection(name, docstore, identity)
             identity = _identity(docstore)
             if identity is None:
                 collection.close()
@@ -98,6 +117,25 @@ class CollectionRegistry:
             )
             self._open[name] = opened
             return opened
+
+    def _open_collection(
+        self, name: str, docstore: Path, identity: tuple[int, int] | None
+    ) -> Collection:
+        """Open and repair; a collection another process is dropping meanwhile (SQLite
+        then fails with "disk I/O error" as its files go) is not found, and one that is
+        still there is opened again once."""
+        for attempt in range(2):
+            try:
+                collection = self.collections.open(name)
+                collection.repair()  # a crashed writer's lexical index; never a wait
+                return collection
+            except (sqlite3.Error, OSError):
+                time.sleep(_DROP_SETTLE_S)  # a drop removes its files in milliseconds
+                if _identity(docstore) != identity:
+                    raise CollectionNotFound(f"collection {name!r} was dropped") from None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def forget(self, name: str) -> None:
         with self._lock:

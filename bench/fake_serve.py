@@ -1,0 +1,113 @@
+"""`ragline serve` with a scripted generation engine, as a process of its own: what the
+fault benchmark (bench/faults.py) and the memory test kill, restart and measure.
+Generation is not what they test, and vLLM takes minutes to start on 2 cores.
+
+    python -m bench.fake_serve PORT [--hash-embed]
+
+Settings come from RAGLINE_* variables. ``--hash-embed`` swaps the embedding model's
+forward pass for hashed bags of words after start-up: the 100 MiB text's ~110,000 chunks
+would take the real model about 40 minutes on 2 cores, and what that run measures is
+the memory of the ingestion path around it (parsing, chunking, token counts, commits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+
+from ragline.api.server import serve
+from ragline.service.components import Components
+from ragline.settings import load_settings
+
+_WORD = re.compile(r"\w+")
+
+
+class ScriptedEngine:
+    """Streams a few words citing [1], at once: the server's side of an answer."""
+
+    max_model_len = 4096
+
+    def __init__(self) -> None:
+        from ragline.generate.types import GenerationStats, TextDelta
+
+        self._stats, self._delta = GenerationStats, TextDelta
+        self.tokenizer = self  # the tokenizer too: a chat template, a token per word
+        self.unfinished = 0
+
+    def apply_chat_template(self, conversation: Any, **_: Any) -> str:
+        return "\n".join(f"<{m['role']}> {m['content']}" for m in conversation) + "\n<assistant>"
+
+    def encode(self, text: str, **_: Any) -> list[int]:
+        return [len(word) for word in text.split()]  # one token per word
+
+    def num_unfinished_requests(self) -> int:
+        return self.unfinished
+
+    async def check_health(self) -> None:
+        return None
+
+    def check_options(self, options: Any) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    async def stream(
+        self, token_ids: list[int], options: Any = None, request_id: str | None = None
+    ) -> AsyncIterator[Any]:
+        self.unfinished += 1
+        try:
+            for word in ("The ", "sources ", "say "):
+                await asyncio.sleep(0)
+                yield self._delta(word, 1)
+            stats = self._stats(len(token_ids), 0, 4, 0.001, 0.001, 0.004, "stop")
+            yield self._delta("[1].", 1, finished=True, stats=stats)
+        finally:
+            self.unfinished -= 1
+
+
+class HashEncoder:
+    """Unit vectors from hashed words: same text, same vector; shared words, near."""
+
+    def __init__(self, dimension: int, choice: Any) -> None:
+        self.dimension = dimension
+        self.choice = choice  # what /health reports: the runtime the real model settled
+
+    def lengths(self, texts: list[str]) -> list[int]:
+        return [len(text) // 4 + 1 for text in texts]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                out[row, zlib.crc32(word.encode()) % self.dimension] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+def engine_factory(hash_embed: bool) -> Any:
+    def start(components: Components) -> ScriptedEngine:
+        if hash_embed:  # after the real runtime was settled: only the forward pass changes
+            embedder = components.embedder
+            embedder.__dict__["_encoder"] = HashEncoder(embedder.dimension, embedder.runtime)
+        return ScriptedEngine()
+
+    return start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("port", type=int)
+    parser.add_argument("--hash-embed", action="store_true")
+    args = parser.parse_args()
+    serve(load_settings(), "127.0.0.1", args.port, engine_factory=engine_factory(args.hash_embed))
+
+
+if __name__ == "__main__":
+    main()
