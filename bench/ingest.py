@@ -121,7 +121,8 @@ def _add(series: Series, docs: int, chunks: int, seconds: float, embed_seconds: 
     series.docs, series.chunks = docs, chunks
     series.docs_s.append(docs / seconds)
     series.chunks_s.append(chunks / seconds)
-    series.emb_s.append(chunks / embed_seconds)
+    if embed_seconds > 0:  # a run that embedded nothing has no rate
+        series.emb_s.append(chunks / embed_seconds)
 
 
 def measure(
