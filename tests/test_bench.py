@@ -310,12 +310,13 @@ def test_ingest_line_gives_the_from_files_rate(tmp_path: Path) -> None:
         "corpus,system,docs,chunks,docs/s,chunks/s,embeddings/s,tokens/passage,"
         "FLOP bound emb/s,emb/s ÷ bound,docs/s vs LlamaIndex,emb/s vs plain\n"
         '1000 short text files,"ragline, from files (parse → chunk → embed → write)",1000,'
-        "1522,31.7 (30.2-33.0),48,50,193,88,0.5,-,0.98x\n"
+        '1522,31.7 (30.2-33.0),48,50,193,88,0.5,"3.78x (3.45-4.11)",0.98x\n'
         "1000 short text files,ragline (chunk → embed → write),1000,1522,60,90,95,193,88,0.9,"
         "-,1.01x\n",
     )
     line = ingest_line(tmp_path, lambda name: name)
-    assert "from files on 1000 short text files: 31.7 documents/s" in line
+    assert "from files on 1000 short text files: 31.7 documents/s, 3.78x (3.45-4.11) " in line
+    assert "LlamaIndex's documents/s from the same files — ahead" in line
     assert "on 1000 short text files: embeddings/s" in line
 
 
