@@ -140,20 +140,3 @@ def nested_email(path: Path, depth: int = 5000) -> Path:
     )
     path.write_text("".join(parts))
     return path
-
-
-def big_text(path: Path, mib: int) -> Path:
-    """Varied lines, blank-line paragraphs, just under ``mib`` MiB."""
-    import random
-
-    pick = random.Random(12).choice
-    words = ["harbour", "keeper", "tide", "wind", "boats", "watch", "north", "storm"]
-    with path.open("w") as out:
-        size, n = 0, 0
-        while size < mib * MiB - 200:
-            n += 1
-            line = f"Watch {n}: " + " ".join(pick(words) for _ in range(9)) + ".\n"
-            line += "\n" if n % 5 == 0 else ""
-            out.write(line)
-            size += len(line)
-    return path

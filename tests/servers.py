@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+# One private redis-server and port picker for the tests and the fault benchmark.
+from bench.procs import PrivateRedis as PrivateRedis  # re-exported for the tests
+from bench.procs import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 # The environment as the test session began: an engine or a Ray driver started inside
@@ -34,12 +37,6 @@ def _session_cpus() -> None:
         os.sched_setaffinity(0, SESSION_CPUS)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def key_hash(key: str) -> str:
     """An API key as `api.keys` stores it."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -48,52 +45,6 @@ def key_hash(key: str) -> str:
 def ragline_command() -> list[str]:
     script = Path(sys.executable).parent / "ragline"
     return [str(script)] if script.exists() else [sys.executable, "-m", "ragline.cli"]
-
-
-class PrivateRedis:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
 
 
 class ServeProcess:

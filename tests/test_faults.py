@@ -28,6 +28,7 @@ import pytest
 from servers import REPO, PrivateRedis, ragline_command, serve_in_thread
 from test_api_fast import FakeEngine
 
+from bench.faults import big_text
 from ragline.api.app import create_app
 from ragline.ingest.collection import Collection
 from ragline.ingest.embed import Embedder
@@ -716,42 +717,12 @@ def test_with_keys_operations_need_one_and_health_tells_no_counts(
 # -- 4. memory and time are bounded per file; one hostile file stalls nobody else -------
 
 
-def _big_text(path: Path, mib: int) -> Path:
-    """Varied lines (a parser's caches must not make it look fast), blank-line paragraphs."""
-    import random
-
-    pick = random.Random(12).choice
-    words = [
-        "harbour",
-        "keeper",
-        "tide",
-        "wind",
-        "boats",
-        "watch",
-        "north",
-        "storm",
-        "calm",
-        "rope",
-        "lamp",
-        "dawn",
-    ]
-    with path.open("w") as out:
-        size, n = 0, 0
-        while size < mib * 2**20:
-            n += 1
-            line = f"Watch {n}: " + " ".join(pick(words) for _ in range(9)) + ".\n"
-            line += "\n" if n % 5 == 0 else ""
-            out.write(line)
-            size += len(line)
-    return path
-
-
 def test_a_large_plain_text_is_read_as_a_stream(tmp_path: Path) -> None:
     """20 MiB of text: unstructured's partitioner took over ten minutes and ~1 GB."""
     from ragline.ingest.parallel import parse_files
     from ragline.settings import ParsingSettings
 
-    text = _big_text(tmp_path / "log.txt", 20)
+    text = big_text(tmp_path / "log.txt", 20)
     started = time.monotonic()
     settings = ParsingSettings(workers=1, file_timeout_s=60)
     [document] = list(parse_files([text], settings))

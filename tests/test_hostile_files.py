@@ -15,6 +15,7 @@ import hostile
 import psutil
 import pytest
 
+from bench.faults import big_text
 from ragline.ingest.parallel import parse_files
 from ragline.ingest.types import ParsedDocument
 from ragline.settings import ParsingSettings
@@ -184,7 +185,7 @@ def test_a_file_whose_worker_was_killed_is_parsed_again(tmp_path: Path) -> None:
     fault of the file: it is parsed again once; a second death would be its error."""
     import signal
 
-    text = hostile.big_text(tmp_path / "log.txt", 1)  # unstructured's partitioner: seconds
+    text = big_text(tmp_path / "log.txt", 1)  # unstructured's partitioner: seconds
     killed: list[int] = []
     stop = threading.Event()
 
@@ -217,7 +218,7 @@ def test_a_file_whose_worker_was_killed_is_parsed_again(tmp_path: Path) -> None:
 
 
 def test_a_100_mib_text_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
-    text = hostile.big_text(tmp_path / "log.txt", 100)
+    text = big_text(tmp_path / "log.txt", 100)
     documents, peaks = _parse([text, _note(tmp_path)], max_file_mb=100, file_timeout_s=300)
     document = documents["log.txt"]
     assert document.ok, document.error
