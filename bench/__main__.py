@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.procs import free_port
 from ragline.settings import PROJECT_ROOT
 from ragline.tables import write_markdown_and_csv
 
@@ -63,12 +63,6 @@ def stage_command(stage: str, quick: bool) -> list[str] | None:
     return [interpreter(stage), "-m", f"bench.{stage}", *args]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_healthy(url: str, server: subprocess.Popen[bytes], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -91,7 +85,7 @@ def run_load(command: list[str], env: dict[str, str]) -> int:
     ingest = [python, "-c", CLI, "ingest", "samples", "--collection", LOAD_COLLECTION]
     if subprocess.run(ingest, cwd=PROJECT_ROOT, env=env).returncode:
         return 1
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = PROJECT_ROOT / "var" / "bench-load-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)

