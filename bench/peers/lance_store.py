@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ragline.evaluation.metrics import percentile
+
 TABLE = "scale"
 # PQ codes alone rank poorly (recall@10 0.37 at 10k rows here); LanceDB's docs advise
 # re-ranking candidates by their full vectors, which this does for 10x the limit.
@@ -76,11 +78,6 @@ def build(parquet: Path, folder: Path, dim: int) -> dict[str, float]:
     }
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 def probe(
     folder: Path,
     queries: Sequence[str],
@@ -112,8 +109,8 @@ def probe(
         latencies = [run(q, mode) for q in queries]
         out[mode] = {
             "p50": statistics.median(latencies),
-            "p95": _percentile(latencies, 95),
-            "p99": _percentile(latencies, 99),
+            "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99),
         }
 
     vectors = encode(list(queries[:100]))
@@ -176,7 +173,7 @@ def probe(
     thread.join()
     out["during_ingest"] = {
         "p50": statistics.median(busy),
-        "p99": _percentile(busy, 99),
+        "p99": percentile(busy, 99),
         "max": max(busy),
         "commits": commits[0],
     }
