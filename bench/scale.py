@@ -101,6 +101,18 @@ def make_parquet(path: Path, n: int, sample: int, seed: int = 0) -> None:
     os.replace(partial, path)
 
 
+def job_files(folder: Path, count: int) -> Path:
+    """``count`` SciFact abstracts as text files: what the concurrent ingestion job reads."""
+    if folder.is_dir() and len(list(folder.glob("*.txt"))) == count:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    docs = list(load_beir(SCIFACT, "test").corpus.items())[:count]
+    for doc_id, doc in docs:
+        (folder / f"scifact-{doc_id}.txt").write_text(f"{doc.title}\n\n{doc.text}\n")
+    return folder
+
+
 def _rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -115,7 +127,9 @@ def _dir_mb(path: Path) -> float:
 # -- the probe: a fresh process that opens the collection as a server would ---------------
 
 
-def probe(queries: int, data_dir: Path, open_only: bool = False) -> dict[str, Any]:
+def probe(
+    queries: int, data_dir: Path, open_only: bool = False, files: Path | None = None
+) -> dict[str, Any]:
     from ragline.ingest.docstore import DocumentWrite
     from ragline.ingest.priority import lower_thread_priority
     from ragline.ingest.types import Chunk
@@ -202,13 +216,42 @@ def probe(queries: int, data_dir: Path, open_only: bool = False) -> dict[str, An
             found_dense = now
     out["searchable_s"] = {"bm25": found_bm25, "dense": found_dense}
 
-    # Hybrid latency while the other writer commits groups of chunks: first a writer at
-    # the process's own priority, then one at ingest.nice as ingestion jobs run (a
-    # thread's nice value can be raised, not lowered again, so each gets a new thread).
+    # Hybrid latency while chunks arrive. First a real ingestion job: `ragline ingest` in
+    # another process (parse workers, embedding, commit groups, at ingest.nice as every
+    # ingestion runs), as a batch ingestion beside a server does. Then a harsher case: a
+    # writer thread in this process committing imported groups without pause (an HTTP
+    # job's commits share the server's interpreter; no parsing or embedding to pace it).
     rng = np.random.default_rng(1)
     commits = [0]
 
-    def during_ingest(nice: int) -> dict[str, float]:
+    def during_job() -> dict[str, float]:
+        before = collection.docstore.generation
+        job = subprocess.Popen(
+            [sys.executable, "-m", "ragline.cli", "ingest", str(files), "-c", COLLECTION],
+            env={**os.environ, "RAGLINE_STORAGE__DATA_DIR": str(data_dir)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while collection.docstore.generation == before and time.monotonic() < deadline:
+                if job.poll() is not None:
+                    raise RuntimeError(f"the ingestion job ended early ({job.returncode})")
+                time.sleep(0.2)
+            busy = [run(q, "hybrid") for q in asked]
+            running = job.poll() is None
+        finally:
+            job.kill()
+            job.wait()
+        return {
+            "p50": statistics.median(busy),
+            "p99": percentile(busy, 99),
+            "max": max(busy),
+            "commits": collection.docstore.generation - before,
+            "running_throughout": running,
+        }
+
+    def during_writer(nice: int) -> dict[str, float]:
         stop = threading.Event()
         before = commits[0]
 
@@ -246,8 +289,11 @@ def probe(queries: int, data_dir: Path, open_only: bool = False) -> dict[str, An
             "commits": commits[0] - before,
         }
 
-    out["during_ingest_not_niced"] = during_ingest(0)
-    out["during_ingest"] = during_ingest(settings.ingest.nice)
+    writer.close()  # the job takes the writer lock
+    if files is not None:
+        out["during_ingest"] = during_job()
+    writer = service.open(COLLECTION)
+    out["during_writer_thread"] = during_writer(settings.ingest.nice)
     writer.close()
     collection.close()
     return out
@@ -309,8 +355,9 @@ def _row(system: str, n: int, build: str, out: dict[str, Any], peer: str) -> lis
         f"{out['hybrid']['p99']:.0f} / {busy['p99']:.0f} "
         f"(max {busy['max']:.0f}; {busy['commits']} commits)"
         + (
-            f"; writer not niced: {plain['p99']:.0f} (max {plain['max']:.0f})"
-            if (plain := out.get("during_ingest_not_niced"))
+            f"; writer thread in the server, no pause: {thread['p99']:.0f} "
+            f"(max {thread['max']:.0f})"
+            if (thread := out.get("during_writer_thread"))
             else ""
         ),
         peer,
@@ -347,12 +394,14 @@ def main() -> None:
     parser.add_argument("--lance", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--parquet", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--open-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--files", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--job-files", type=int, default=1500, help="files the ingest job gets")
     args = parser.parse_args()
     if args.lance:
         print(json.dumps(lance_peer(args.parquet, args.lance, args.queries)))
         return
     if args.probe:
-        print(json.dumps(probe(args.queries, args.probe, args.open_only)))
+        print(json.dumps(probe(args.queries, args.probe, args.open_only, args.files)))
         return
     if args.peer:
         print(json.dumps(bm25s_rebuild(args.peer, args.queries)))
@@ -388,7 +437,10 @@ def main() -> None:
         import_s = time.perf_counter() - started
         disk = _dir_mb(data_dir / "collections" / COLLECTION)
         print(f"probing {n} ...", flush=True)
-        out = _child(["--probe", str(data_dir), "--queries", str(args.queries)])
+        files = job_files(WORK / f"job-files-{args.job_files}", args.job_files)
+        out = _child(
+            ["--probe", str(data_dir), "--queries", str(args.queries), "--files", str(files)]
+        )
         out["import_s"], out["disk_mb"] = import_s, disk
         peer = None
         if n <= args.peer_max:
@@ -451,10 +503,12 @@ def main() -> None:
         "opening and a warm-up). Recall@10: the index's top 10 against exact inner-product "
         "search over every stored vector, 100 queries.",
         "Searchable after: a document committed by another writer, until this reader's next "
-        "query finds it (BM25 / dense). p99 during ingest: hybrid queries while another "
-        f"writer thread commits groups of chunks without pause, at `ingest.nice` "
-        f"{settings.ingest.nice} as ingestion jobs run (and, first, one at the process's "
-        "own priority: 'writer not niced').",
+        "query finds it (BM25 / dense). p99 during ingest: hybrid queries while an "
+        f"ingestion job (`ragline ingest` of {args.job_files} SciFact abstracts as text "
+        "files, in another process: parsing, embedding, commit groups, at `ingest.nice` "
+        f"{settings.ingest.nice}) commits into the collection; then while a writer thread "
+        "in the serving process itself commits imported groups without pause (at the same "
+        "nice; it shares the interpreter with the queries).",
         "ragline, ivf_encoding sq8: the same collection opened with `index.ivf_encoding: "
         "sq8` (IVF lists of one byte per dimension instead of float32): its index rebuilt "
         "from the stored vectors by a first process (time and RSS after it), then probed "
