@@ -152,3 +152,23 @@ def test_groups_put_the_relevant_doc_first_and_never_repeat_it() -> None:
     # A pool smaller than asked for gives what it has; random negatives still come.
     assert second.texts[:2] == ("relevant two", "hard d") and len(second.texts) == 4
     assert "relevant two" not in second.texts[1:]
+
+
+def test_keep_first_layers_saves_a_smaller_model_that_loads_as_such(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base = training.resolve_model_path(training.BASE_MODEL)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).eval()
+    with pytest.raises(ValueError, match="between 1 and 6"):
+        training.keep_first_layers(model, 7)
+    training.keep_first_layers(model, 2)
+    assert len(model.base_model.encoder.layer) == 2
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.num_hidden_layers == 2
+    assert len(loaded.base_model.encoder.layer) == 2
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    features = tokenizer(["a query"], ["a passage about it"], return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.allclose(model(**features).logits, loaded(**features).logits, atol=1e-6)

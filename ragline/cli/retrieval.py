@@ -217,6 +217,9 @@ def train_reranker_command(
     negatives: Annotated[int, typer.Option(help="BM25 hard negatives per group")] = 7,
     max_length: Annotated[int, typer.Option(help="tokens per (query, doc) pair")] = 128,
     max_queries: Annotated[int | None, typer.Option()] = None,
+    layers: Annotated[
+        int | None, typer.Option(help="keep the first N encoder layers (fewer: faster)")
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="default: the builtin model's folder")] = None,
 ) -> None:
     """Fine-tune the default cross-encoder from the shipped MiniLM on the train split only."""
@@ -232,6 +235,7 @@ def train_reranker_command(
         negatives_per_query=negatives,
         max_length=max_length,
         max_queries=max_queries,
+        layers=layers,
     )
     path = train_reranker(dataset, target, config)
     console.print(f"reranker saved to {path}")

@@ -131,6 +131,9 @@ class TrainingConfig:
     max_queries: int | None = None
     groups_per_batch: int = 4
     max_length: int = 128
+    # Encoder layers kept (the first ones) before fine-tuning; None keeps all six. A
+    # reranker's cost is linear in layers: four score 20 pairs in two thirds of the time.
+    layers: int | None = None
     seed: int = 0
     learning_rate: float = 5e-5
     # The classification head starts from scratch on small pooled features: it gets a
@@ -158,6 +161,17 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
+def keep_first_layers(model: Any, layers: int) -> None:
+    """Truncate a BERT-style model to its first ``layers`` encoder layers, in place; the
+    config follows, so the saved model loads as the smaller one."""
+    encoder = model.base_model.encoder
+    have = len(encoder.layer)
+    if not 1 <= layers <= have:
+        raise ValueError(f"layers must be between 1 and {have}, not {layers}")
+    encoder.layer = encoder.layer[:layers]
+    model.config.num_hidden_layers = layers
+
+
 class _Trainer:
     """The model, its optimizer and schedule; ``run_epoch`` is one pass over the groups."""
 
@@ -179,6 +193,8 @@ class _Trainer:
             self.model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
         finally:
             hf_logging.set_verbosity(verbosity)
+        if config.layers is not None:
+            keep_first_layers(self.model, config.layers)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
         self.model.train()
