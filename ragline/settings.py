@@ -136,12 +136,13 @@ class EmbeddingSettings(BaseModel):
     backend: Backend = _field(
         "auto",
         "where the forward pass runs; auto: the fastest of torch and OpenVINO that passes "
-        "the quality gate, timed once per machine (torch on CUDA)",
+        "the quality gate, timed once per machine and device (on CUDA torch only)",
     )
     precision: Precision = _field(
         "auto",
-        "auto: the fastest that passes the gate; bf16 needs the CPU's AVX512_BF16/AMX, int8 "
-        "is OpenVINO's (NNCF, calibrated on shipped text)",
+        "auto: the fastest that passes the gate; bf16 needs the CPU's AVX512_BF16/AMX (on "
+        "CUDA, an Ampere or later GPU), int8 is OpenVINO's on the CPU (NNCF, calibrated on "
+        "shipped text)",
     )
     min_cosine: float = _field(
         0.99,
