@@ -43,6 +43,7 @@ from ragline.settings import PROJECT_ROOT, load_settings
 SCIFACT = SHARED_DATA / "beir" / "scifact"
 WORK = PROJECT_ROOT / "var" / "bench-scale"
 COLLECTION = "scale"
+IN_SERVER_FILES = 600  # the in-server job runs to its end: long enough, no longer
 NOISE = 0.05  # per-dimension noise around a real vector: cosine to it ~0.75
 
 
@@ -101,13 +102,14 @@ def make_parquet(path: Path, n: int, sample: int, seed: int = 0) -> None:
     os.replace(partial, path)
 
 
-def job_files(folder: Path, count: int) -> Path:
-    """``count`` SciFact abstracts as text files: what the concurrent ingestion job reads."""
+def job_files(folder: Path, count: int, skip: int = 0) -> Path:
+    """``count`` SciFact abstracts (after the first ``skip``) as text files: what a
+    concurrent ingestion job reads."""
     if folder.is_dir() and len(list(folder.glob("*.txt"))) == count:
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    docs = list(load_beir(SCIFACT, "test").corpus.items())[:count]
+    docs = list(load_beir(SCIFACT, "test").corpus.items())[skip : skip + count]
     for doc_id, doc in docs:
         (folder / f"scifact-{doc_id}.txt").write_text(f"{doc.title}\n\n{doc.text}\n")
     return folder
@@ -128,7 +130,11 @@ def _dir_mb(path: Path) -> float:
 
 
 def probe(
-    queries: int, data_dir: Path, open_only: bool = False, files: Path | None = None
+    queries: int,
+    data_dir: Path,
+    open_only: bool = False,
+    files: Path | None = None,
+    in_server_files: Path | None = None,
 ) -> dict[str, Any]:
     from ragline.ingest.docstore import DocumentWrite
     from ragline.ingest.priority import lower_thread_priority
@@ -251,6 +257,29 @@ def probe(
             "running_throughout": running,
         }
 
+    def during_job_in_server() -> dict[str, float]:
+        # An HTTP ingestion job: CollectionService.ingest in a thread of the serving
+        # process (as api/jobs.py runs it), sharing its embedder and interpreter.
+        assert in_server_files is not None
+        before = collection.docstore.generation
+        job = threading.Thread(
+            target=lambda: service.ingest(COLLECTION, [in_server_files]), daemon=True
+        )
+        job.start()
+        deadline = time.monotonic() + 300
+        while collection.docstore.generation == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        busy = [run(q, "hybrid") for q in asked]
+        running = job.is_alive()
+        job.join()
+        return {
+            "p50": statistics.median(busy),
+            "p99": percentile(busy, 99),
+            "max": max(busy),
+            "commits": collection.docstore.generation - before,
+            "running_throughout": running,
+        }
+
     def during_writer(nice: int) -> dict[str, float]:
         stop = threading.Event()
         before = commits[0]
@@ -292,6 +321,8 @@ def probe(
     writer.close()  # the job takes the writer lock
     if files is not None:
         out["during_ingest"] = during_job()
+    if in_server_files is not None:
+        out["during_job_in_server"] = during_job_in_server()
     writer = service.open(COLLECTION)
     out["during_writer_thread"] = during_writer(settings.ingest.nice)
     writer.close()
@@ -355,6 +386,11 @@ def _row(system: str, n: int, build: str, out: dict[str, Any], peer: str) -> lis
         f"{out['hybrid']['p99']:.0f} / {busy['p99']:.0f} "
         f"(max {busy['max']:.0f}; {busy['commits']} commits)"
         + (
+            f"; job in the server process: {job['p99']:.0f} (max {job['max']:.0f})"
+            if (job := out.get("during_job_in_server"))
+            else ""
+        )
+        + (
             f"; writer thread in the server, no pause: {thread['p99']:.0f} "
             f"(max {thread['max']:.0f})"
             if (thread := out.get("during_writer_thread"))
@@ -395,13 +431,15 @@ def main() -> None:
     parser.add_argument("--parquet", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--open-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--files", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--in-server-files", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--job-files", type=int, default=1500, help="files the ingest job gets")
     args = parser.parse_args()
     if args.lance:
         print(json.dumps(lance_peer(args.parquet, args.lance, args.queries)))
         return
     if args.probe:
-        print(json.dumps(probe(args.queries, args.probe, args.open_only, args.files)))
+        found = probe(args.queries, args.probe, args.open_only, args.files, args.in_server_files)
+        print(json.dumps(found))
         return
     if args.peer:
         print(json.dumps(bm25s_rebuild(args.peer, args.queries)))
@@ -438,8 +476,12 @@ def main() -> None:
         disk = _dir_mb(data_dir / "collections" / COLLECTION)
         print(f"probing {n} ...", flush=True)
         files = job_files(WORK / f"job-files-{args.job_files}", args.job_files)
+        in_server = job_files(WORK / "job-files-in-server", IN_SERVER_FILES, args.job_files)
         out = _child(
-            ["--probe", str(data_dir), "--queries", str(args.queries), "--files", str(files)]
+            [
+                *("--probe", str(data_dir), "--queries", str(args.queries)),
+                *("--files", str(files), "--in-server-files", str(in_server)),
+            ]
         )
         out["import_s"], out["disk_mb"] = import_s, disk
         peer = None
@@ -506,9 +548,11 @@ def main() -> None:
         "query finds it (BM25 / dense). p99 during ingest: hybrid queries while an "
         f"ingestion job (`ragline ingest` of {args.job_files} SciFact abstracts as text "
         "files, in another process: parsing, embedding, commit groups, at `ingest.nice` "
-        f"{settings.ingest.nice}) commits into the collection; then while a writer thread "
-        "in the serving process itself commits imported groups without pause (at the same "
-        "nice; it shares the interpreter with the queries).",
+        f"{settings.ingest.nice}) commits into the collection; then while the same kind of "
+        f"job ({IN_SERVER_FILES} other abstracts) runs in a thread of the serving process "
+        "itself, as an HTTP ingestion job does (sharing its embedder: queries go first "
+        "between its batches); then while a writer thread in the serving process commits "
+        "imported groups without pause (at the same nice).",
         "ragline, ivf_encoding sq8: the same collection opened with `index.ivf_encoding: "
         "sq8` (IVF lists of one byte per dimension instead of float32): its index rebuilt "
         "from the stored vectors by a first process (time and RSS after it), then probed "

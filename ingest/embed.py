@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 BUILTIN_PREFIX = "builtin:"
-LOCK_BATCHES = 4  # batches encoded per turn of the lock
+CPU_BULK_BATCH_TOKENS = 512  # an ingestion pass short enough for a query to wait on
 TIMED_TEXTS = 32  # calibration texts each runtime is timed on (all of them gate it)
 
 
@@ -64,7 +65,11 @@ class Embedder:
         self.settings = settings
         self.model_path = resolve_model_path(settings.model)
         self.export_dir = export_dir or default_export_dir()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the tokenizer and the forward pass: one at a time
+        # Interactive calls (a query, /v1/embeddings) waiting for the model: bulk work
+        # (ingestion) lets them go first between its batches.
+        self._turns = threading.Condition()
+        self._interactive = 0
 
     @cached_property
     def model(self) -> SentenceTransformer:
@@ -99,23 +104,57 @@ class Embedder:
     def runtime_name(self) -> str:
         return self.runtime.runtime.name
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], *, bulk: bool = False) -> np.ndarray:
+        """Unit vectors, one per text. ``bulk`` (ingestion): the model is taken a batch at
+        a time, and every interactive call waiting for it goes first, so a query waits
+        for one batch of a running ingestion at most, not for the whole book."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         encoder = self._encoder
+        turn = self._bulk_turn if bulk else self._interactive_turn
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         lengths: list[int] = []
         for start in range(0, len(texts), COUNT_BATCH):  # a book's chunks at once take GBs
-            with self._lock:
+            with turn():
                 lengths += encoder.lengths(texts[start : start + COUNT_BATCH])
-        batches = token_batches(lengths, self.settings.batch_tokens, self.settings.batch_size)
-        # The lock is taken per few batches: a book being ingested must not hold every
-        # query's embedding (and so every answer) for the minutes it takes.
-        for start in range(0, len(batches), LOCK_BATCHES):
-            with self._lock:
-                for batch in batches[start : start + LOCK_BATCHES]:
+        budget = self.bulk_batch_tokens if bulk else self.settings.batch_tokens
+        batches = token_batches(lengths, budget, self.settings.batch_size)
+        if not bulk:
+            with turn():
+                for batch in batches:
                     out[batch] = encoder.embed([texts[i] for i in batch])
+            return out
+        for batch in batches:
+            with turn():
+                out[batch] = encoder.embed([texts[i] for i in batch])
         return out
+
+    @cached_property
+    def bulk_batch_tokens(self) -> int:
+        configured = self.settings.bulk_batch_tokens
+        if configured is None:
+            on_gpu = pick_device(self.settings.device) == "cuda"
+            configured = self.settings.batch_tokens if on_gpu else CPU_BULK_BATCH_TOKENS
+        return min(configured, self.settings.batch_tokens)
+
+    @contextlib.contextmanager
+    def _interactive_turn(self) -> Iterator[None]:
+        with self._turns:
+            self._interactive += 1
+        try:
+            with self._lock:
+                yield
+        finally:
+            with self._turns:
+                self._interactive -= 1
+                self._turns.notify_all()
+
+    @contextlib.contextmanager
+    def _bulk_turn(self) -> Iterator[None]:
+        with self._turns:
+            self._turns.wait_for(lambda: self._interactive == 0)
+        with self._lock:
+            yield
 
     def count_tokens(self, texts: list[str]) -> int:
         with self._lock:

@@ -32,7 +32,7 @@ class CachingEmbedder(Embedder):
         key = f"{self.settings.model}\x00{self.runtime_name}\x00{text}"
         return hashlib.sha256(key.encode()).hexdigest()
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], *, bulk: bool = False) -> np.ndarray:
         keys = [self._key(text) for text in texts]
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(keys), 500):
@@ -46,7 +46,7 @@ class CachingEmbedder(Embedder):
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)
         if missing:
-            vectors = super().encode([texts[i] for i in missing])
+            vectors = super().encode([texts[i] for i in missing], bulk=bulk)
             self.conn.execute("BEGIN")
             self.conn.executemany(
                 "INSERT OR REPLACE INTO vectors(key, vector) VALUES (?, ?)",

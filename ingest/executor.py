@@ -60,7 +60,7 @@ class LocalExecutor:
     def embed(self, groups: Iterable[CommitGroup]) -> Iterator[Embedded]:
         for group in groups:  # lazily: a group is embedded as soon as it is chunked
             started = time.perf_counter()
-            vectors = self.embedder.encode(group.texts)
+            vectors = self.embedder.encode(group.texts, bulk=True)  # queries go first
             yield Embedded(group, vectors, time.perf_counter() - started)
 
 

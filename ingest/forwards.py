@@ -115,5 +115,7 @@ def settle_runtime(
         return build_forward(model.module, model.preprocess, runtime, prefix, quantize_inputs)
 
     options = candidates(request.backend, request.precision, request.device)
-    record = choice_record(model.export_dir, fingerprint, request.backend, request.precision)
+    record = choice_record(
+        model.export_dir, fingerprint, request.backend, request.precision, request.device
+    )
     return choose(options, calibration(build), request.minimum, record)

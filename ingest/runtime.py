@@ -1,11 +1,13 @@
-"""Where an encoder's forward pass runs: torch (fp32, bf16) or OpenVINO (fp32, bf16, int8).
+"""Where an encoder's forward pass runs: torch (fp32, bf16) or OpenVINO (fp32, bf16, int8)
+on the CPU; torch (fp32, bf16) on CUDA.
 
 fp32 leaves this class of CPU's AVX512_BF16 and VNNI units idle: bf16 and int8 run the
-same MiniLM 2-4x faster. Every choice other than torch fp32 must pass a quality gate
-(its outputs against fp32 ones on shipped text) before it is used; ``auto`` times the
-candidates that pass and keeps the fastest. The choice is made once per machine, model
-and library versions, and recorded next to the exports (``choice-*.json``), so every
-process on the machine (server, CLI, tests) uses the same one.
+same MiniLM 2-4x faster; on a GPU, bf16 is the tensor cores' own precision. Every choice
+other than torch fp32 must pass a quality gate (its outputs against fp32 ones on shipped
+text) before it is used; ``auto`` times the candidates that pass and keeps the fastest.
+The choice is made once per machine, device, model and library versions, and recorded
+next to the exports (``choice-*.json``), so every process on the machine (server, CLI,
+tests) uses the same one.
 """
 
 from __future__ import annotations
@@ -143,11 +145,37 @@ def openvino_available(precision: str) -> bool:
     return all(importlib.util.find_spec(name) is not None for name in needed)
 
 
+@cache
+def cuda_has_fast_bf16() -> bool:
+    """Whether the current CUDA device does bf16 in hardware (Ampere and later)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
+def cuda_candidates(backend: str, precision: str) -> list[Runtime]:
+    """On CUDA only torch runs (the OpenVINO exports are CPU code), at bf16 or fp32."""
+    if backend not in ("auto", "torch") or precision == "int8":
+        raise ValueError(
+            f"no runtime for backend={backend!r} precision={precision!r} on CUDA: only torch "
+            "(fp32 or bf16) runs there; OpenVINO and int8 are CPU runtimes "
+            "(set device: cpu to use them)"
+        )
+    if precision != "auto":
+        return [Runtime("torch", precision)]
+    if cuda_has_fast_bf16():
+        return [Runtime("torch", "bf16"), REFERENCE]
+    return [REFERENCE]
+
+
 def candidates(backend: str, precision: str, device: str) -> list[Runtime]:
-    """The runtimes ``auto`` may choose from, fastest first. On CUDA only torch runs; an
-    explicit choice is returned even if this CPU lacks fast bf16 (it still works)."""
+    """The runtimes ``auto`` may choose from, fastest first. On CUDA: torch bf16 (where
+    the GPU has it) and fp32. An explicit choice is returned even if the CPU or GPU lacks
+    fast bf16 (it still works)."""
     if device == "cuda":
-        return [REFERENCE]
+        return cuda_candidates(backend, precision)
     found = []
     for name, bits in PREFERENCE:
         if backend not in ("auto", name) or precision not in ("auto", bits):
@@ -297,9 +325,24 @@ def _measure(
     return choice, passed[best]
 
 
-def choice_record(export_dir: Path, fingerprint: str, backend: str, precision: str) -> Path:
-    machine = hashlib.sha256(f"{cpu_name()}|{os.cpu_count()}".encode()).hexdigest()[:8]
-    return export_dir / f"choice-{fingerprint}-{backend}-{precision}-{machine}.json"
+def device_name(device: str) -> str:
+    """``cpu``, or ``cuda`` and the GPU's name: what a choice was timed on."""
+    if device == "cuda":
+        import torch
+
+        return f"cuda|{torch.cuda.get_device_name()}"
+    return device
+
+
+def choice_record(
+    export_dir: Path, fingerprint: str, backend: str, precision: str, device: str
+) -> Path:
+    """Where the choice for this model, setting and machine is kept: the machine is the
+    CPU's name and count and the device (a CPU choice and a CUDA one never collide)."""
+    machine = hashlib.sha256(
+        f"{cpu_name()}|{os.cpu_count()}|{device_name(device)}".encode()
+    ).hexdigest()[:8]
+    return export_dir / f"choice-{fingerprint}-{backend}-{precision}-{device}-{machine}.json"
 
 
 def calibration_texts() -> list[str]:

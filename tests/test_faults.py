@@ -781,12 +781,12 @@ def test_a_hostile_docx_fails_on_the_memory_limit_and_the_batch_goes_on(tmp_path
 
 
 def test_token_counts_and_embeddings_go_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A book's chunks are tokenized in bounded batches, and embedded taking the model's
-    lock per slice (queries get their turn meanwhile)."""
+    """A book's chunks are tokenized in bounded batches and embedded a batch per turn of
+    the model's lock; a query arriving meanwhile is embedded before the next batch."""
     import numpy as np
 
     from ragline.ingest import tokens
-    from ragline.ingest.embed import LOCK_BATCHES, Embedder
+    from ragline.ingest.embed import Embedder
     from ragline.settings import EmbeddingSettings
 
     calls: list[int] = []
@@ -804,12 +804,19 @@ def test_token_counts_and_embeddings_go_in_slices(monkeypatch: pytest.MonkeyPatc
         def get_embedding_dimension(self) -> int:
             return 4
 
-    class Encoder:  # the runtime's forward pass, counted
+    order: list[str] = []
+    first_batch_running, let_go = threading.Event(), threading.Event()
+
+    class Encoder:  # the runtime's forward pass, counted; the first bulk batch waits
         def lengths(self, texts: list[str]) -> list[int]:
             return [2] * len(texts)
 
         def embed(self, texts: list[str]) -> np.ndarray:
             calls.append(len(texts))
+            order.append(texts[0])
+            if texts[0] == "bulk" and not first_batch_running.is_set():
+                first_batch_running.set()
+                assert let_go.wait(10)
             return np.ones((len(texts), 4), np.float32)
 
     class CountingLock:
@@ -829,10 +836,25 @@ def test_token_counts_and_embeddings_go_in_slices(monkeypatch: pytest.MonkeyPatc
     lock = CountingLock()
     embedder._lock = lock  # type: ignore[assignment]
     calls.clear()
-    assert embedder.encode(["t"] * 1000).shape == (1000, 4)
-    assert max(calls) == 8 and sum(calls) == 1000
-    # The lock is let go every LOCK_BATCHES batches (one more turn counts the tokens).
-    assert lock.turns == 1 + -(-1000 // (8 * LOCK_BATCHES))
+    bulk: list[np.ndarray] = []
+    ingest = threading.Thread(
+        target=lambda: bulk.append(embedder.encode(["bulk"] * 1000, bulk=True))
+    )
+    ingest.start()
+    assert first_batch_running.wait(10)
+    query = threading.Thread(target=lambda: embedder.encode(["query"]))
+    query.start()
+    deadline = time.monotonic() + 10
+    while embedder._interactive == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the query is waiting for the model
+    let_go.set()
+    query.join(10)
+    ingest.join(10)
+    assert bulk[0].shape == (1000, 4)
+    assert order[:2] == ["bulk", "query"], order[:3]  # the query went before batch two
+    assert max(calls) == 8 and calls.count(8) == 125
+    # Bulk: a turn per batch (one more counts the tokens); the query: two turns.
+    assert lock.turns == 1 + 125 + 2
 
 
 def test_a_job_held_up_does_not_hold_up_other_collections(app: App, tmp_path: Path) -> None:
@@ -907,3 +929,14 @@ def test_a_collection_dropped_while_it_is_opened_is_not_found(
     monkeypatch.setattr(service, "open", open_while_dropped)
     with pytest.raises(CollectionNotFound, match="dropped"):
         CollectionRegistry(service, cache).get("going")
+
+
+def test_ingestion_passes_are_small_on_a_cpu() -> None:
+    from ragline.ingest.embed import CPU_BULK_BATCH_TOKENS, Embedder
+    from ragline.settings import EmbeddingSettings
+
+    assert Embedder(EmbeddingSettings(device="cpu")).bulk_batch_tokens == CPU_BULK_BATCH_TOKENS
+    assert Embedder(EmbeddingSettings(device="cpu", batch_tokens=256)).bulk_batch_tokens == 256
+    custom = EmbeddingSettings(device="cuda", bulk_batch_tokens=2048)
+    assert Embedder(custom).bulk_batch_tokens == 2048
+    assert Embedder(EmbeddingSettings(device="cuda")).bulk_batch_tokens == 8192

@@ -43,7 +43,6 @@ def test_a_text_longer_than_the_budget_gets_a_batch_of_its_own() -> None:
 
 def test_candidates_follow_the_settings_and_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     assert candidates("torch", "fp32", "cpu") == [REFERENCE]
-    assert candidates("auto", "auto", "cuda") == [REFERENCE]  # only torch runs on CUDA
     monkeypatch.setattr(rt, "cpu_flags", lambda: frozenset({"avx512f"}))
     names = [r.name for r in candidates("auto", "auto", "cpu")]
     assert "torch-bf16" not in names and "openvino-bf16" not in names  # emulated bf16: slow
@@ -59,6 +58,41 @@ def test_candidates_follow_the_settings_and_the_machine(monkeypatch: pytest.Monk
         candidates("openvino", "auto", "cpu")
     with pytest.raises(ValueError, match="no runtime"):
         candidates("torch", "int8", "cpu")
+
+
+def test_cuda_offers_torch_bf16_and_fp32_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    bf16 = Runtime("torch", "bf16")
+    monkeypatch.setattr(rt, "cuda_has_fast_bf16", lambda: True)
+    assert candidates("auto", "auto", "cuda") == [bf16, REFERENCE]
+    assert candidates("torch", "auto", "cuda") == [bf16, REFERENCE]
+    # Explicit precisions are honoured, whatever the GPU (bf16 is gated all the same).
+    assert candidates("torch", "bf16", "cuda") == [bf16]
+    assert candidates("auto", "fp32", "cuda") == [REFERENCE]
+    monkeypatch.setattr(rt, "cuda_has_fast_bf16", lambda: False)  # a pre-Ampere GPU
+    assert candidates("auto", "auto", "cuda") == [REFERENCE]
+    assert candidates("auto", "bf16", "cuda") == [bf16]
+    # OpenVINO and int8 are CPU runtimes: refused on CUDA, not silently replaced.
+    monkeypatch.setattr(rt, "openvino_available", lambda precision: True)
+    for backend, precision in [("openvino", "auto"), ("openvino", "bf16"), ("auto", "int8")]:
+        with pytest.raises(ValueError, match="on CUDA: only torch"):
+            candidates(backend, precision, "cuda")
+
+
+def test_choice_records_differ_per_device(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert rt.device_name("cpu") == "cpu"
+    gpu = {"name": "cuda|NVIDIA H200"}
+    monkeypatch.setattr(rt, "device_name", lambda d: "cpu" if d == "cpu" else gpu["name"])
+
+    def record(device: str) -> Path:
+        return rt.choice_record(tmp_path, "abc", "auto", "auto", device)
+
+    cpu, cuda = record("cpu"), record("cuda")
+    # One machine's CPU choice and CUDA choice never share a record.
+    assert cpu != cuda and cpu.parent == cuda.parent == tmp_path
+    assert "-auto-auto-cpu-" in cpu.name and "-auto-auto-cuda-" in cuda.name
+    assert record("cuda") == cuda  # stable: every process finds the same record
+    gpu["name"] = "cuda|NVIDIA A100"  # another GPU in the same machine: another record
+    assert record("cuda") != cuda and record("cpu") == cpu
 
 
 class _Synthetic:

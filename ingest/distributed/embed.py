@@ -49,7 +49,7 @@ class EmbedActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = []
         for texts in batch["texts"]:
-            encoded = self.embedder.encode([str(text) for text in texts])
+            encoded = self.embedder.encode([str(text) for text in texts], bulk=True)
             vectors.append(encoded.tobytes())  # one binary cell per row: rows vary in length
         return {"group": batch["group"], "vectors": np.array(vectors, dtype=object)}
 
