@@ -268,6 +268,8 @@ def probe(
         job.start()
         deadline = time.monotonic() + 300
         while collection.docstore.generation == before and time.monotonic() < deadline:
+            if not job.is_alive():
+                raise RuntimeError("the in-server ingestion job ended before its first commit")
             time.sleep(0.2)
         busy = [run(q, "hybrid") for q in asked]
         running = job.is_alive()
@@ -504,7 +506,13 @@ def main() -> None:
             print(f"probing {n} with index.ivf_encoding=sq8 ...", flush=True)
             sq8_env = {"RAGLINE_INDEX__IVF_ENCODING": "sq8"}
             rebuilt = _child(["--probe", str(data_dir), "--open-only"], sq8_env)
-            sq8 = _child(["--probe", str(data_dir), "--queries", str(args.queries)], sq8_env)
+            sq8 = _child(
+                [
+                    *("--probe", str(data_dir), "--queries", str(args.queries)),
+                    *("--files", str(files)),  # the job goes on where the first probe's stopped
+                ],
+                sq8_env,
+            )
             sq8["disk_mb"] = _dir_mb(data_dir / "collections" / COLLECTION)
             build = (
                 f"index rebuilt when opened: {rebuilt['open_s']:.0f} s "
