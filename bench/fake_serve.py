@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import threading
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,16 +30,32 @@ _WORD = re.compile(r"\w+")
 
 
 class ScriptedEngine:
-    """Streams a few words citing [1], at once: the server's side of an answer."""
+    """Streams ``words`` then "[1]." (fewer with a smaller ``max_tokens``): the server's
+    side of an answer, for the servers that benchmarks and tests kill and measure. The
+    tokenizer is itself (a chat template, a token per word); ``gate`` cleared holds
+    every stream before its next word."""
 
-    max_model_len = 4096
-
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        words: tuple[str, ...] = ("The ", "sources ", "say "),
+        *,
+        max_model_len: int = 4096,
+        word_delay_s: float = 0.0,
+        cached_prompt_tokens: int = 0,
+        timings_s: tuple[float, float, float] = (0.001, 0.001, 0.004),  # ttft, tpot, total
+    ) -> None:
         from ragline.generate.types import GenerationStats, TextDelta
 
         self._stats, self._delta = GenerationStats, TextDelta
-        self.tokenizer = self  # the tokenizer too: a chat template, a token per word
+        self.words = words
+        self.max_model_len = max_model_len
+        self.word_delay_s = word_delay_s
+        self.cached_prompt_tokens = cached_prompt_tokens
+        self.timings_s = timings_s
+        self.tokenizer = self
         self.unfinished = 0
+        self.gate = threading.Event()
+        self.gate.set()
 
     def apply_chat_template(self, conversation: Any, **_: Any) -> str:
         return "\n".join(f"<{m['role']}> {m['content']}" for m in conversation) + "\n<assistant>"
@@ -63,10 +80,17 @@ class ScriptedEngine:
     ) -> AsyncIterator[Any]:
         self.unfinished += 1
         try:
-            for word in ("The ", "sources ", "say "):
-                await asyncio.sleep(0)
+            tokens = len(self.words) + 1
+            if options is not None and options.max_tokens:
+                tokens = min(tokens, options.max_tokens)
+            for word in self.words[: tokens - 1]:
+                while not self.gate.is_set():
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(self.word_delay_s)
                 yield self._delta(word, 1)
-            stats = self._stats(len(token_ids), 0, 4, 0.001, 0.001, 0.004, "stop")
+            stats = self._stats(
+                len(token_ids), self.cached_prompt_tokens, tokens, *self.timings_s, "stop"
+            )
             yield self._delta("[1].", 1, finished=True, stats=stats)
         finally:
             self.unfinished -= 1

@@ -105,9 +105,10 @@ class Embedder:
         return self.runtime.runtime.name
 
     def encode(self, texts: list[str], *, bulk: bool = False) -> np.ndarray:
-        """Unit vectors, one per text. ``bulk`` (ingestion): the model is taken a batch at
-        a time, and every interactive call waiting for it goes first, so a query waits
-        for one batch of a running ingestion at most, not for the whole book."""
+        """Unit vectors, one per text. The model is taken a forward pass at a time; with
+        ``bulk`` (ingestion) every interactive call waiting for it goes first and passes
+        are ``bulk_batch_tokens`` long, so a query waits for one short pass of a running
+        ingestion at most, not for the whole book."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         encoder = self._encoder
@@ -119,11 +120,7 @@ class Embedder:
                 lengths += encoder.lengths(texts[start : start + COUNT_BATCH])
         budget = self.bulk_batch_tokens if bulk else self.settings.batch_tokens
         batches = token_batches(lengths, budget, self.settings.batch_size)
-        if not bulk:
-            with turn():
-                for batch in batches:
-                    out[batch] = encoder.embed([texts[i] for i in batch])
-            return out
+        # A turn per pass: a large /v1/embeddings request shares the model with queries too.
         for batch in batches:
             with turn():
                 out[batch] = encoder.embed([texts[i] for i in batch])

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from servers import key_hash, serve_in_thread
 
+from bench.fake_serve import ScriptedEngine
 from ragline.api.app import create_app
 from ragline.ingest.collection import Collection
 from ragline.ingest.embed import Embedder
@@ -29,57 +29,18 @@ ADMIN_KEY = "sk-admin-test"
 ALPHA_KEY = "sk-alpha-test"
 
 
-class FakeTokenizer:
-    """One token per word: enough for prompt layout and length checks."""
-
-    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> str:
-        return "\n".join(f"<{m['role']}> {m['content']}" for m in conversation) + "\n<assistant>"
-
-    def encode(self, text: str, **kwargs: Any) -> list[int]:
-        return [len(word) for word in text.split()]
-
-
-class FakeEngine:
-    """Streams a few words, citing [1]; ``gate`` cleared holds every stream mid-answer."""
-
-    max_model_len = 400
+class FakeEngine(ScriptedEngine):
+    """Streams "Alpha word word word word [1]." a word each 5 ms, citing [1] (fewer words
+    with a smaller max_tokens); ``gate`` cleared holds every stream mid-answer."""
 
     def __init__(self) -> None:
-        from ragline.generate.types import GenerationStats, TextDelta
-
-        self._stats, self._delta = GenerationStats, TextDelta
-        self.tokenizer = FakeTokenizer()
-        self.unfinished = 0
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def num_unfinished_requests(self) -> int:
-        return self.unfinished
-
-    async def check_health(self) -> None:
-        return None
-
-    def check_options(self, options: Any) -> None:
-        return None
-
-    def shutdown(self) -> None:
-        return None
-
-    async def stream(
-        self, token_ids: list[int], options: Any = None, request_id: str | None = None
-    ) -> AsyncIterator[Any]:
-        self.unfinished += 1
-        try:
-            words = min(6, options.max_tokens if options and options.max_tokens else 6)
-            for i in range(words - 1):
-                while not self.gate.is_set():
-                    await asyncio.sleep(0.01)
-                await asyncio.sleep(0.005)
-                yield self._delta("Alpha " if i == 0 else "word ", 1)
-            stats = self._stats(len(token_ids), 3, words, 0.01, 0.005, 0.05, "stop")
-            yield self._delta("[1].", 1, finished=True, stats=stats)
-        finally:
-            self.unfinished -= 1
+        super().__init__(
+            ("Alpha ", *("word ",) * 4),
+            max_model_len=400,
+            word_delay_s=0.005,
+            cached_prompt_tokens=3,
+            timings_s=(0.01, 0.005, 0.05),
+        )
 
 
 @dataclass
