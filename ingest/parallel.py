@@ -36,6 +36,7 @@ _MAX_TASKS_PER_WORKER = 100  # recycle workers: some parsers leak memory
 _TASKS_PER_WORKER = 4  # at least this many tasks per worker: batches must not starve one
 _MAX_BATCH_FILES = 64
 _DEATHS_PER_FILE = 2  # a file is parsed again after its worker died once, not twice
+_POOL_CHECK_S = 1.0  # how often a wait for parse results checks that the pool still runs
 _POOL_STARTS = 3  # a pool broken by a worker that died idle is started again, this often
 _BROKEN = "the parse processes kept dying before they took a file (pool broken 3 times)"
 _recycle = False  # set in a worker by a task that left it big: it takes no further task
@@ -170,7 +171,14 @@ def _parse_in_pool(
 
         pending = {schedule(group): group for group in groups}
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, timeout=_POOL_CHECK_S, return_when=FIRST_COMPLETED)
+            if not done and not pool.active:
+                # A broken pool aborts the tasks it had handed out, but one still in its
+                # queue is never completed (pebble): it would be waited on forever.
+                for future, group in pending.items():
+                    future.cancel()
+                    broken.append(group)
+                return
             for future in done:
                 group = pending.pop(future)
                 try:
