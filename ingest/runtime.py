@@ -38,6 +38,7 @@ PREFERENCE = (
     ("torch", "fp32"),
 )
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+SPEED_FLAGS = BF16_FLAGS | {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}
 TIMING_ROUNDS = 3
 VERSIONED = ("torch", "transformers", "sentence-transformers", "openvino", "nncf")
 
@@ -339,8 +340,10 @@ def choice_record(
 ) -> Path:
     """Where the choice for this model, setting and machine is kept: the machine is the
     CPU's name and count and the device (a CPU choice and a CUDA one never collide)."""
+    # The flags too: clouds give one name ("AMD EPYC") to CPUs with and without AVX-512.
+    flags = ",".join(sorted(cpu_flags() & SPEED_FLAGS))
     machine = hashlib.sha256(
-        f"{cpu_name()}|{os.cpu_count()}|{device_name(device)}".encode()
+        f"{cpu_name()}|{os.cpu_count()}|{flags}|{device_name(device)}".encode()
     ).hexdigest()[:8]
     return export_dir / f"choice-{fingerprint}-{backend}-{precision}-{device}-{machine}.json"
 
