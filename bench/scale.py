@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,19 @@ def job_files(folder: Path, count: int, skip: int = 0) -> Path:
     for doc_id, doc in docs:
         (folder / f"scifact-{doc_id}.txt").write_text(f"{doc.title}\n\n{doc.text}\n")
     return folder
+
+
+def latency_stats(busy: list[float], commits: int, running: bool | None = None) -> dict[str, float]:
+    """p50, p99 and max of latencies taken while a writer worked, with its commits."""
+    stats = {
+        "p50": statistics.median(busy),
+        "p99": percentile(busy, 99),
+        "max": max(busy),
+        "commits": commits,
+    }
+    if running is not None:
+        stats["running_throughout"] = running
+    return stats
 
 
 def _rss_mb() -> float:
@@ -230,6 +244,19 @@ def probe(
     rng = np.random.default_rng(1)
     commits = [0]
 
+    def queries_after_first_commit(
+        before: int, alive: Callable[[], bool]
+    ) -> tuple[list[float], bool]:
+        """Hybrid latencies once a job has committed (it must not end first), and whether
+        it still ran when the last query returned."""
+        deadline = time.monotonic() + 300
+        while collection.docstore.generation == before and time.monotonic() < deadline:
+            if not alive():
+                raise RuntimeError("the ingestion job ended before its first commit")
+            time.sleep(0.2)
+        busy = [run(q, "hybrid") for q in asked]
+        return busy, alive()
+
     def during_job() -> dict[str, float]:
         before = collection.docstore.generation
         job = subprocess.Popen(
@@ -239,23 +266,11 @@ def probe(
             stderr=subprocess.DEVNULL,
         )
         try:
-            deadline = time.monotonic() + 300
-            while collection.docstore.generation == before and time.monotonic() < deadline:
-                if job.poll() is not None:
-                    raise RuntimeError(f"the ingestion job ended early ({job.returncode})")
-                time.sleep(0.2)
-            busy = [run(q, "hybrid") for q in asked]
-            running = job.poll() is None
+            busy, running = queries_after_first_commit(before, lambda: job.poll() is None)
         finally:
             job.kill()
             job.wait()
-        return {
-            "p50": statistics.median(busy),
-            "p99": percentile(busy, 99),
-            "max": max(busy),
-            "commits": collection.docstore.generation - before,
-            "running_throughout": running,
-        }
+        return latency_stats(busy, collection.docstore.generation - before, running)
 
     def during_job_in_server() -> dict[str, float]:
         # An HTTP ingestion job: CollectionService.ingest in a thread of the serving
@@ -266,21 +281,9 @@ def probe(
             target=lambda: service.ingest(COLLECTION, [in_server_files]), daemon=True
         )
         job.start()
-        deadline = time.monotonic() + 300
-        while collection.docstore.generation == before and time.monotonic() < deadline:
-            if not job.is_alive():
-                raise RuntimeError("the in-server ingestion job ended before its first commit")
-            time.sleep(0.2)
-        busy = [run(q, "hybrid") for q in asked]
-        running = job.is_alive()
+        busy, running = queries_after_first_commit(before, job.is_alive)
         job.join()
-        return {
-            "p50": statistics.median(busy),
-            "p99": percentile(busy, 99),
-            "max": max(busy),
-            "commits": collection.docstore.generation - before,
-            "running_throughout": running,
-        }
+        return latency_stats(busy, collection.docstore.generation - before, running)
 
     def during_writer(nice: int) -> dict[str, float]:
         stop = threading.Event()
@@ -313,12 +316,7 @@ def probe(
         busy = [run(q, "hybrid") for q in asked]
         stop.set()
         thread.join()
-        return {
-            "p50": statistics.median(busy),
-            "p99": percentile(busy, 99),
-            "max": max(busy),
-            "commits": commits[0] - before,
-        }
+        return latency_stats(busy, commits[0] - before)
 
     writer.close()  # the job takes the writer lock
     if files is not None:
