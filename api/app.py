@@ -25,6 +25,7 @@ from ragline.api.routers import (
     ui,
 )
 from ragline.api.services import EngineFactory, build_services, start_engine
+from ragline.service.ingest_process import PrepareIngest
 from ragline.settings import Settings, load_settings
 
 UPLOAD_FRAMING_BYTES = 1 << 20  # up to ~1,000 files' part headers
@@ -32,14 +33,16 @@ _UPLOAD_PATH = re.compile(r"/v1/collections/[^/]+/documents/?")
 
 
 def create_app(
-    settings: Settings | None = None, engine_factory: EngineFactory = start_engine
+    settings: Settings | None = None,
+    engine_factory: EngineFactory = start_engine,
+    prepare_ingest: PrepareIngest | None = None,
 ) -> FastAPI:
     settings = settings or load_settings()
     metrics = Metrics()  # before the lifespan: the middleware needs it at build time
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await build_services(settings, engine_factory, metrics)
+        services = await build_services(settings, engine_factory, metrics, prepare_ingest)
         app.state.services = services
         try:
             yield

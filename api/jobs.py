@@ -1,13 +1,16 @@
 """Background ingestion jobs: the worker task that claims, runs and finishes them, and
 takes back the jobs of a runner that died (records: ``api.jobrecord``; where they are
-kept, durably: ``api.jobstore``).
+kept, durably: ``api.jobstore``). Each job slot runs its jobs in an ingestion process of
+its own at ``ingest.nice`` (``ragline.service.ingest_process``), so queries keep the
+cores first and a file that kills that process costs the job a retry, not the server.
 
 A running job's record names its runner (host, pid and start time) and carries a
 heartbeat. A job whose runner is gone (a process of this host no longer running, or no
 heartbeat for ``LEASE_S``) is queued again and resumes where it stopped: the files it
 finished are skipped, and a file written but not yet recorded is found unchanged by its
-hash, so each is ingested once. After ``MAX_ATTEMPTS`` interrupted runs it fails with
-the reason. Uploaded files are removed when their job ends, whichever way.
+hash, so each is ingested once; the same when only the job's ingestion process died.
+After ``MAX_ATTEMPTS`` interrupted runs it fails with the reason. Uploaded files are
+removed when their job ends, whichever way.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from ragline.api.metrics import Metrics
 from ragline.api.watchdog import Proc, proc, running
 from ragline.ingest.pipeline import FileOutcome, Status
 from ragline.service.collections import CollectionService
+from ragline.service.ingest_process import IngestProcess, IngestProcessDied, PrepareIngest
 from ragline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,12 +114,18 @@ class JobProgress:
 
 
 class JobRunner:
-    """``slots`` worker tasks: each runs one job at a time in a thread (parsing itself
-    uses worker processes), so the event loop keeps serving answers meanwhile, and a job
-    stuck on one slow file holds up its own slot only."""
+    """``slots`` worker tasks: each runs one job at a time in its own ingestion process
+    (parsing uses worker processes of that one), followed from a thread, so the event
+    loop keeps serving answers meanwhile, and a job stuck on one slow file holds up its
+    own slot only."""
 
     def __init__(
-        self, store: JobStore, collections: CollectionService, metrics: Metrics, slots: int = 1
+        self,
+        store: JobStore,
+        collections: CollectionService,
+        metrics: Metrics,
+        slots: int = 1,
+        prepare_ingest: PrepareIngest | None = None,
     ) -> None:
         self.store = store
         self.collections = collections
@@ -125,6 +136,9 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._job_threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="ingest-job")
+        self._processes = [
+            IngestProcess(collections.settings, prepare_ingest) for _ in range(slots)
+        ]
 
     def start(self) -> None:
         self._tasks = [
@@ -139,6 +153,9 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._job_threads.shutdown(wait=False, cancel_futures=True)
+        # A job running now stays "running" under this runner and is taken back once the
+        # runner is gone, like any interrupted run.
+        await asyncio.gather(*(asyncio.to_thread(p.close) for p in self._processes))
 
     def submit(self, job: JobRecord) -> None:
         self.store.submit(job)
@@ -166,18 +183,17 @@ class JobRunner:
                 continue
             self.running[job.id] = job
             try:
-                await self._run(job)
+                await self._run(job, self._processes[slot])
             finally:
                 del self.running[job.id]
 
-    async def _run(self, job: JobRecord) -> None:
-        """Run the job in a thread, beating its heart meanwhile."""
+    async def _run(self, job: JobRecord, process: IngestProcess) -> None:
+        """Run the job in the slot's process, followed from a thread, beating its heart
+        meanwhile."""
         progress = JobProgress(job, self.store, self.metrics)
-        # Threads of their own, not the pool answers use: a job lowers its thread's
-        # priority (ingest.nice), which an unprivileged process cannot raise again.
         loop = asyncio.get_running_loop()
         work = asyncio.ensure_future(
-            loop.run_in_executor(self._job_threads, self._execute, job, progress)
+            loop.run_in_executor(self._job_threads, self._execute, job, progress, process)
         )
         while not work.done():
             await asyncio.wait({work}, timeout=HEARTBEAT_S)
@@ -193,31 +209,37 @@ class JobRunner:
         for job in self.store.running():
             if job.owner == self.owner or not runner_gone(job.owner, job.heartbeat_at, now):
                 continue
-            previous, job.owner = job.owner, None
-            job.attempts += 1
-            if job.attempts >= MAX_ATTEMPTS:
-                job.status, job.finished_at = "failed", now
-                job.message = (
-                    f"interrupted {job.attempts} times: the server stopped while it ran "
-                    "(a file may crash or exhaust it)"
-                )
-            else:
-                job.status = "queued"
-                job.message = f"resumed after {job.attempts} interruption(s)"
-            if self.store.release(job, previous):
-                log.warning("job %s of a stopped runner: %s", job.id, job.message)
+            if self._take_back(job, "the server stopped while it ran"):
                 taken.append(job)
-                if job.status == "failed":
-                    _remove_uploads(job)
-                else:
-                    self._wake.set()
         return taken
 
-    def _execute(self, job: JobRecord, progress: JobProgress) -> None:
+    def _take_back(self, job: JobRecord, what: str) -> bool:
+        """An interrupted run of the job: queued again to resume, or failed after
+        MAX_ATTEMPTS. False if another replica took it back first."""
+        previous, job.owner = job.owner, None
+        job.attempts += 1
+        if job.attempts >= MAX_ATTEMPTS:
+            job.status, job.finished_at = "failed", time.time()
+            job.message = (
+                f"interrupted {job.attempts} times: {what} (a file may crash or exhaust it)"
+            )
+        else:
+            job.status = "queued"
+            job.message = f"resumed after {job.attempts} interruption(s)"
+        if not self.store.release(job, previous):
+            return False
+        log.warning("job %s interrupted (%s): %s", job.id, what, job.message)
+        if job.status == "failed":
+            _remove_uploads(job)
+        else:
+            self._wake.set()
+        return True
+
+    def _execute(self, job: JobRecord, progress: JobProgress, process: IngestProcess) -> None:
         job.started_at = job.started_at or time.time()
         progress.save()
         try:
-            self.collections.ingest(
+            process.ingest(
                 job.collection,
                 job.remaining(),
                 force=job.force,
@@ -226,22 +248,33 @@ class JobRunner:
                 sources=job.sources,
             )
             job.status = "succeeded"
+        except IngestProcessDied as exc:
+            what = f"its ingestion process died ({exc})"
+            _retrying(lambda: self._take_back(job, what))
+            return
         except Exception as exc:  # a job failure is reported in the job, never crashes the app
             log.exception("ingestion job %s failed", job.id)
             job.status, job.message = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            self.collections.invalidate(job.collection)
         job.finished_at = time.time()
-        for attempt in range(5):
-            try:
-                progress.finish()
-                break
-            except JobQueueUnavailable:
-                time.sleep(0.5 * (attempt + 1))
-        else:
+        if not _retrying(progress.finish):
             # Still "running" under this runner: once it is gone, the job is taken back and
             # found done (every file unchanged); its uploads are needed until then.
             log.error("job %s finished (%s) but its record could not be saved", job.id, job.status)
             return
         _remove_uploads(job)
+
+
+def _retrying(write: Callable[[], object], attempts: int = 5) -> bool:
+    """A record write that outlasts a short outage of the job store; False if it did not."""
+    for attempt in range(attempts):
+        try:
+            write()
+            return True
+        except JobQueueUnavailable:
+            time.sleep(0.5 * (attempt + 1))
+    return False
 
 
 def _remove_uploads(job: JobRecord) -> None:

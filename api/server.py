@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from ragline.api.services import EngineFactory, start_engine
+from ragline.service.ingest_process import PrepareIngest
 from ragline.settings import Settings
 
 
@@ -24,8 +25,10 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     engine_factory: EngineFactory = start_engine,
+    prepare_ingest: PrepareIngest | None = None,
 ) -> None:
-    """``engine_factory``: the generation engine (tests pass a stand-in)."""
+    """``engine_factory``: the generation engine; ``prepare_ingest``: run on the job
+    ingestion processes' components (tests and benchmarks pass stand-ins)."""
     import uvicorn
 
     from ragline.api.app import create_app
@@ -42,7 +45,7 @@ def serve(
                 print(f"chat page: {page_url(config.host, config.port)}", flush=True)
 
     config = uvicorn.Config(
-        create_app(settings, engine_factory),
+        create_app(settings, engine_factory, prepare_ingest),
         host=host or settings.api.host,
         port=port if port is not None else settings.api.port,
         log_level="info",

@@ -18,6 +18,7 @@ from ragline.ingest.collection import CollectionError
 from ragline.retrieve.cache import RedisCache, ResultCache, make_cache
 from ragline.service.collections import CollectionService
 from ragline.service.components import Components
+from ragline.service.ingest_process import PrepareIngest
 from ragline.service.registry import CollectionRegistry, OpenCollection
 from ragline.settings import Settings
 
@@ -103,7 +104,10 @@ class Services:
 
 
 async def build_services(
-    settings: Settings, engine_factory: EngineFactory, metrics: Metrics
+    settings: Settings,
+    engine_factory: EngineFactory,
+    metrics: Metrics,
+    prepare_ingest: PrepareIngest | None = None,
 ) -> Services:
     """Start everything; the engine inside the running loop (vLLM's AsyncLLM needs it)."""
     components = Components(settings)
@@ -116,7 +120,9 @@ async def build_services(
     cache = make_cache(settings.cache)
     engine = engine_factory(components)
     collections = CollectionService(components, cache)
-    jobs = JobRunner(make_store(settings), collections, metrics, settings.api.ingest_jobs)
+    jobs = JobRunner(
+        make_store(settings), collections, metrics, settings.api.ingest_jobs, prepare_ingest
+    )
     api = settings.api
     services = Services(
         settings=settings,

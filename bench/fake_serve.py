@@ -115,11 +115,16 @@ class HashEncoder:
         return out / np.maximum(norms, 1e-12)
 
 
-def engine_factory(hash_embed: bool) -> Any:
+def hash_embed(components: Components) -> None:
+    """The embedder's forward pass swapped, after its real runtime was settled."""
+    embedder = components.embedder
+    embedder.__dict__["_encoder"] = HashEncoder(embedder.dimension, embedder.runtime)
+
+
+def engine_factory(hashed: bool) -> Any:
     def start(components: Components) -> ScriptedEngine:
-        if hash_embed:  # after the real runtime was settled: only the forward pass changes
-            embedder = components.embedder
-            embedder.__dict__["_encoder"] = HashEncoder(embedder.dimension, embedder.runtime)
+        if hashed:  # the server's queries; its job ingestion processes: prepare_ingest
+            hash_embed(components)
         return ScriptedEngine()
 
     return start
@@ -130,7 +135,13 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--hash-embed", action="store_true")
     args = parser.parse_args()
-    serve(load_settings(), "127.0.0.1", args.port, engine_factory=engine_factory(args.hash_embed))
+    serve(
+        load_settings(),
+        "127.0.0.1",
+        args.port,
+        engine_factory=engine_factory(args.hash_embed),
+        prepare_ingest=hash_embed if args.hash_embed else None,
+    )
 
 
 if __name__ == "__main__":

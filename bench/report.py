@@ -236,8 +236,8 @@ def load_line(results: Path, link: Callable[[str], str]) -> str:
 
 
 def p99_during_ingest(cell: str) -> str:
-    """The scale table's p99 cell ("45 / 79 (max 165; 1 commits); job in the server
-    process: 214 (max 239); ...") as ratios to the idle p99."""
+    """The scale table's p99 cell ("45 / 79 (max 165; 1 commits); HTTP job of the
+    server: 90 (max 200); ...") as ratios to the idle p99."""
     found = re.match(r"([\d.]+) / ([\d.]+) \(max ([\d.]+)", cell)
     if not found:
         return f"hybrid p99 {cell} ms idle / during an ingest"
@@ -246,10 +246,15 @@ def p99_during_ingest(cell: str) -> str:
         f"hybrid p99 {idle:.0f} ms idle, {busy:.0f} ms while an ingestion job runs beside "
         f"the server ({busy / idle:.1f}x; max {peak:.0f} ms)"
     )
-    inside = re.search(r"job in the server process: ([\d.]+) \(max ([\d.]+)\)", cell)
+    # "job in the server process": tables from before HTTP jobs had processes of their own
+    inside = re.search(
+        r"(HTTP job of the server|job in the server process): ([\d.]+) \(max ([\d.]+)\)", cell
+    )
     if inside:
-        p99, top = float(inside[1]), float(inside[2])
-        text += f", {p99:.0f} ms with the job inside it ({p99 / idle:.1f}x; max {top:.0f} ms)"
+        p99, top = float(inside[2]), float(inside[3])
+        text += (
+            f", {p99:.0f} ms during an HTTP job of the server ({p99 / idle:.1f}x; max {top:.0f} ms)"
+        )
     return text
 
 

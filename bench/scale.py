@@ -157,6 +157,7 @@ def probe(
     from ragline.retrieve.types import RetrievalRequest
     from ragline.service.collections import CollectionService
     from ragline.service.components import Components
+    from ragline.service.ingest_process import IngestProcess
 
     settings = load_settings(storage={"data_dir": data_dir})
     components = Components(settings)
@@ -273,16 +274,20 @@ def probe(
         return latency_stats(busy, collection.docstore.generation - before, running)
 
     def during_job_in_server() -> dict[str, float]:
-        # An HTTP ingestion job: CollectionService.ingest in a thread of the serving
-        # process (as api/jobs.py runs it), sharing its embedder and interpreter.
+        # An HTTP ingestion job as api/jobs.py runs it: the serving process follows it
+        # from a thread while the job's own ingestion process (at ingest.nice) works.
         assert in_server_files is not None
         before = collection.docstore.generation
+        process = IngestProcess(settings)
         job = threading.Thread(
-            target=lambda: service.ingest(COLLECTION, [in_server_files]), daemon=True
+            target=lambda: process.ingest(COLLECTION, [in_server_files]), daemon=True
         )
         job.start()
-        busy, running = queries_after_first_commit(before, job.is_alive)
-        job.join()
+        try:
+            busy, running = queries_after_first_commit(before, job.is_alive)
+            job.join()
+        finally:
+            process.close()
         return latency_stats(busy, collection.docstore.generation - before, running)
 
     def during_writer(nice: int) -> dict[str, float]:
@@ -386,7 +391,7 @@ def _row(system: str, n: int, build: str, out: dict[str, Any], peer: str) -> lis
         f"{out['hybrid']['p99']:.0f} / {busy['p99']:.0f} "
         f"(max {busy['max']:.0f}; {busy['commits']} commits)"
         + (
-            f"; job in the server process: {job['p99']:.0f} (max {job['max']:.0f})"
+            f"; HTTP job of the server: {job['p99']:.0f} (max {job['max']:.0f})"
             if (job := out.get("during_job_in_server"))
             else ""
         )
@@ -555,10 +560,10 @@ def main() -> None:
         f"ingestion job (`ragline ingest` of {args.job_files} SciFact abstracts as text "
         "files, in another process: parsing, embedding, commit groups, at `ingest.nice` "
         f"{settings.ingest.nice}) commits into the collection; then while the same kind of "
-        f"job ({IN_SERVER_FILES} other abstracts) runs in a thread of the serving process "
-        "itself, as an HTTP ingestion job does (sharing its embedder: queries go first "
-        "between its batches); then while a writer thread in the serving process commits "
-        "imported groups without pause (at the same nice).",
+        f"job ({IN_SERVER_FILES} other abstracts) runs as an HTTP ingestion job does: in "
+        "the ingestion process the serving process starts for its job slot (at the same "
+        "nice), followed from a thread of the serving process; then while a writer thread "
+        "in the serving process commits imported groups without pause (at the same nice).",
         "ragline, ivf_encoding sq8: the same collection opened with `index.ivf_encoding: "
         "sq8` (IVF lists of one byte per dimension instead of float32): its index rebuilt "
         "from the stored vectors by a first process (time and RSS after it), then probed "

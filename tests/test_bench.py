@@ -350,7 +350,7 @@ def test_scale_line_reads_the_largest_collection(tmp_path: Path) -> None:
         + 'ragline,"100,000",60 s,900,1200,ivf,9.0 / 12.0,2.0 / 5.0,20.0 / 30.0,0.990,40 / 60,'
         '35 / 50 (max 80; 12 commits),"30 s, query 9.0 ms"\n'
         + 'ragline,"1,000,000",600 s,9000,3100,ivf,10.0 / 15.0,6.0 / 20.0,31.0 / 80.0,0.960,'
-        '45 / 90,"95 / 140 (max 300; 20 commits); job in the server process: 380 (max 410)",'
+        '45 / 90,"95 / 140 (max 300; 20 commits); HTTP job of the server: 380 (max 410)",'
         "not run\n"
         + 'LanceDB 0.40.0,"1,000,000",900 s,3000,900,IVF-PQ,20.0 / 25.0,8.0 / 9.0,62.0 / 70.0,'
         "0.800,10 / 10,80 / 90 (max 100; 5 commits),-\n",
@@ -364,7 +364,7 @@ def test_scale_line_reads_the_largest_collection(tmp_path: Path) -> None:
         "p99 95 ms idle, 140 ms while an ingestion job runs beside the server (1.5x; max 300"
         in line
     )
-    assert "380 ms with the job inside it (4.0x; max 410 ms)" in line
+    assert "380 ms during an HTTP job of the server (4.0x; max 410 ms)" in line
     assert p99_during_ingest("12 / 30 (max 40; 3 commits)").endswith("(2.5x; max 40 ms)")
     assert "dense p50 2.00x LanceDB 0.40.0's speed — ahead (its recall@10 0.800" in line
     assert "hybrid p50 2.00x LanceDB 0.40.0's speed" in line

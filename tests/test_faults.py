@@ -587,6 +587,58 @@ def test_a_job_interrupted_by_sigkill_is_resumed_at_restart(
         server.stop()
 
 
+def _ingest_processes(server_pid: int) -> list[int]:
+    """The server's job ingestion processes: its spawned children (parse workers are
+    theirs, one level down)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(server_pid).children():
+        with contextlib.suppress(psutil.Error):
+            if any("spawn_main" in part for part in child.cmdline()):
+                found.append(child.pid)
+    return found
+
+
+def test_a_job_whose_ingestion_process_is_killed_resumes_in_a_new_one(tmp_path: Path) -> None:
+    """The server lives on: the job is taken back at once and resumes in a new process,
+    each file ingested once."""
+    env = {
+        "RAGLINE_STORAGE__DATA_DIR": str(tmp_path / "var"),
+        "RAGLINE_CACHE__REDIS_URL": "off",
+        "RAGLINE_PARSING__WORKERS": "1",
+        "RAGLINE_PIPELINE__COMMIT_CHUNKS": "1",
+    }
+    files = [
+        ("files", (f"buoy-{i:02d}.txt", f"Buoy {i} reports waves of {i} metres.".encode()))
+        for i in range(12)
+    ]
+    server = FakeServe(env, tmp_path / "server.log")
+    try:
+        with server.http() as http:
+            job = http.post("/v1/collections/buoys/documents", files=files).json()
+            deadline = time.monotonic() + 180
+            while job["files_done"] < 3:
+                assert job["status"] in ("queued", "running"), job
+                assert time.monotonic() < deadline, job
+                time.sleep(0.05)
+                job = http.get(f"/v1/jobs/{job['id']}").json()
+            (killed,) = _ingest_processes(server.proc.pid)
+            os.kill(killed, signal.SIGKILL)
+            job = _wait_job(http, job, timeout=180)
+            assert job["status"] == "succeeded", job
+            assert job["message"] == "resumed after 1 interruption(s)", job
+            assert job["files_done"] == job["files_total"] == 12, job
+            assert set(job["outcomes"]) <= {"ingested", "unchanged"}, job
+            docs = http.get("/v1/collections/buoys/documents").json()["data"]
+            assert sorted(d["name"] for d in docs) == sorted(name for _, (name, _) in files)
+            assert http.get("/health").status_code == 200
+            assert killed not in _ingest_processes(server.proc.pid)
+        assert server.proc.poll() is None, "the server must outlive its ingestion process"
+    finally:
+        server.stop()
+
+
 # -- 8. uploads: one name twice, Redis down, unknown fields ----------------------------
 
 

@@ -131,7 +131,7 @@ class CollectionService:
                 lock.release()
         finally:
             collection.close()
-            self._invalidate(name)
+            self.invalidate(name)
 
     def ingest(
         self,
@@ -158,7 +158,7 @@ class CollectionService:
             return pipeline.run(paths, force=force, roots=roots, sources=sources)
         finally:
             collection.close()
-            self._invalidate(name)
+            self.invalidate(name)
 
     def import_parquet(
         self,
@@ -212,7 +212,7 @@ class CollectionService:
                 collection.flush()
         finally:
             collection.close()
-            self._invalidate(name)
+            self.invalidate(name)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -228,6 +228,8 @@ class CollectionService:
         with self._writer(name, wait_s):
             Collection.drop(self.root, name)
 
-    def _invalidate(self, name: str) -> None:
+    def invalidate(self, name: str) -> None:
+        """Drop the collection's cached results now (another process changed it; they
+        are unreachable by its generation anyway, this frees them)."""
         if self.cache is not None:
             self.cache.invalidate(name)
