@@ -25,7 +25,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from ragline.ingest.docstore import ChangeSet, DocStore, DocumentWrite
-from ragline.ingest.index import FLAT, VectorIndex
+from ragline.ingest.index import FLAT, IVF, MappedIndex, VectorIndex, gpu_available
 from ragline.ingest.lexical import LexicalIndex
 from ragline.ingest.types import ChunkSizeStats
 from ragline.settings import IndexSettings
@@ -192,8 +192,16 @@ class Collection:
             if self._index_generation == self.docstore.generation:
                 return self._index_generation
             changes = self.docstore.changes_since(self._index_generation)
-            if changes is None or index.dim != (self._dimension() or index.dim):
-                self._index = None  # too far behind to replay: load the checkpoint again
+            if (
+                changes is None  # too far behind to replay: load the checkpoint again
+                or index.dim != (self._dimension() or index.dim)
+                # A newer checkpoint holds the changes a mapped one keeps beside it.
+                or (
+                    isinstance(index, MappedIndex)
+                    and self._saved_manifest().get("generation", -1) > index.generation
+                )
+            ):
+                self._index = None
                 self._loaded_index()
             else:
                 self._apply_dense(index, changes)
@@ -215,15 +223,24 @@ class Collection:
         with self._index_lock:
             return self.index.search(query_vector[None, :], k, allowed)
 
-    def _load_or_rebuild_index(self) -> VectorIndex:
-        """The saved checkpoint caught up from the log, or a rebuild when it cannot be."""
+    @property
+    def _maps(self) -> bool:
+        """Whether IVF checkpoints are mapped (``index.mmap``; GPU search needs a copy)."""
+        return self.settings.mmap and not gpu_available(self.settings)
+
+    def _load_or_rebuild_index(self, mapped: bool = True) -> VectorIndex:
+        """The saved checkpoint caught up from the log (mapped when ``index.mmap`` asks
+        and ``mapped`` allows), or a rebuild when it cannot be."""
         manifest = self._saved_manifest()
         index_path = self.path / str(manifest.get("file", self.INDEX))
         if manifest and index_path.exists():
             saved = int(manifest.get("generation", -1))
             changes = self.docstore.changes_since(saved)
             if changes is not None:
-                index = VectorIndex.load(index_path, self.settings)
+                index: VectorIndex | None = None
+                if mapped and self._maps and manifest.get("kind") == IVF:
+                    index = MappedIndex.map(index_path, self.settings, saved)
+                index = index or VectorIndex.load(index_path, self.settings)
                 encoding_ok = index.encoding in (None, self.settings.ivf_encoding)
                 if encoding_ok and index.dim == (self._dimension() or index.dim):
                     self._index_generation = saved
@@ -306,8 +323,14 @@ class Collection:
                     self._index = None
                     self.rebuild_index()
                 else:
+                    if isinstance(self._index, MappedIndex) or self._index is None:
+                        # Checkpoints are written from a copy in memory (a mapped index
+                        # is read-only), held only while this one is made.
+                        self._index = self._load_or_rebuild_index(mapped=False)
                     index = self.index
                     self._save_index(index, self._index_generation, trained_on)
+                if self._maps and self._index is not None and self._index.kind == IVF:
+                    self._index = None  # the next read maps the new checkpoint
         oldest = min(self._saved_manifest().get("generation", -1), self.lexical.generation)
         self.docstore.prune_changes(oldest - self.KEEP_CHANGES)
 

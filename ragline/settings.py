@@ -183,6 +183,13 @@ class IndexSettings(BaseModel):
         "one byte per dimension (4x less memory; recall in bench/results/scale.md); an "
         "index saved with the other encoding is rebuilt from stored vectors when opened",
     )
+    mmap: bool = _field(
+        False,
+        "map IVF checkpoints from disk instead of reading them into memory: their lists "
+        "stay in the page cache, shared by every process of the machine that opens the "
+        "collection; commits since the checkpoint are kept beside it (added vectors in "
+        "a small exact index, removed ids filtered). Writers and GPU search use a copy",
+    )
     use_gpu: Literal["auto", "never"] = _field(
         "auto", "auto: GPU FAISS when faiss.get_num_gpus() > 0"
     )

@@ -8,7 +8,7 @@ import pytest
 
 from ragline.ingest.collection import Collection, CollectionError, CollectionNotFound
 from ragline.ingest.docstore import DocumentWrite
-from ragline.ingest.index import FLAT, IVF
+from ragline.ingest.index import FLAT, IVF, MappedIndex
 from ragline.ingest.types import Chunk
 from ragline.settings import IndexSettings
 
@@ -256,6 +256,59 @@ def test_readers_follow_another_writers_commits_without_reloading(tmp_path: Path
     assert writer.lexical.generation == writer.generation
     assert reader.lexical.chunk_ids() == stored
     assert {cid for cid, _ in reader.lexical.search("chunk", 50)} == stored
+
+
+def test_a_mapped_ivf_checkpoint_follows_commits_and_maps_the_next_one(tmp_path: Path) -> None:
+    """index.mmap: the reader maps the writer's IVF checkpoint, keeps later commits beside
+    it (same results as a reader holding the index in memory, filters included), and maps
+    the next checkpoint once there is one; a mapped writer still writes checkpoints."""
+    rng = np.random.default_rng(7)
+    plain_settings = IndexSettings(flat_max_vectors=100, ivf_nprobe=64)  # every list probed
+    mapped_settings = plain_settings.model_copy(update={"mmap": True})
+    writer = _open(tmp_path, plain_settings)
+    writer.write_documents([_write(f"d{i}", 50, rng) for i in range(4)])
+    writer.flush()
+    reader = Collection.open(tmp_path, "c1", mapped_settings)
+    plain = Collection.open(tmp_path, "c1", plain_settings)
+    first = reader.index
+    assert isinstance(first, MappedIndex) and first.changes == 0
+
+    def same_results() -> None:
+        queries = _unit(rng, 8)
+        for query in queries:
+            assert (
+                reader.search_dense(query, 10)[1].tolist()
+                == plain.search_dense(query, 10)[1].tolist()
+            )
+        ids = np.fromiter((c.chunk_id for c in writer.docstore.iter_chunks()), np.int64)
+        allowed = ids[::7]
+        for query in queries:
+            got = reader.search_dense(query, 5, allowed)[1][0]
+            assert got.tolist() == plain.search_dense(query, 5, allowed)[1][0].tolist()
+            assert set(got[got >= 0].tolist()) <= set(allowed.tolist())
+
+    same_results()
+    writer.write_documents([_write("new", 5, rng)])  # add
+    writer.write_documents([_write("d1", 2, rng, tag="v2")])  # replace: 50 chunks -> 2
+    writer.delete_documents(["d2"])  # delete
+    assert reader.catch_up() == writer.generation
+    assert reader.index is first and first.changes == 5 + 2 + 50 + 50
+    _assert_consistent(reader)
+    same_results()
+
+    writer.close()
+    writer = Collection.open(tmp_path, "c1", mapped_settings)
+    with writer.writer_lock():
+        writer.write_documents([_write("later", 3, rng)])
+        writer.flush()  # from a copy in memory: the mapped index cannot be written
+        _assert_consistent(writer)
+    assert isinstance(writer.index, MappedIndex) and writer.index.changes == 0
+    assert reader.catch_up() == writer.generation
+    mapped = reader.index
+    assert isinstance(mapped, MappedIndex) and mapped is not first
+    assert mapped.generation == writer.generation and mapped.changes == 0
+    _assert_consistent(reader)
+    same_results()
 
 
 def test_empty_collection_searches_to_nothing(tmp_path: Path) -> None:
