@@ -18,7 +18,7 @@ lint:
 # suite in one process, their server's engine stalled on its first answer (CI, and a
 # full run here), alone they pass; what in the shared process causes it is not found yet.
 test: setup lint
-	$(VENV)/pytest -q --ignore=tests/test_ui.py
+	$(VENV)/pytest -q --durations=25 --ignore=tests/test_ui.py
 	$(VENV)/pytest -q tests/test_ui.py
 
 bench-env: setup

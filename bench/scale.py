@@ -129,9 +129,11 @@ def latency_stats(busy: list[float], commits: int, running: bool | None = None) 
     return stats
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory; ``RssAnon``: its private part (mapped files'
+    pages, which other processes share and the kernel can drop, left out)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -150,6 +152,7 @@ def probe(
     files: Path | None = None,
     in_server_files: Path | None = None,
 ) -> dict[str, Any]:
+    from ragline.ingest.collection import Collection
     from ragline.ingest.docstore import DocumentWrite
     from ragline.ingest.priority import lower_thread_priority
     from ragline.ingest.types import Chunk
@@ -182,7 +185,11 @@ def probe(
     collection.catch_up()
     for query in asked[:5]:
         run(query, "hybrid")
-    out: dict[str, Any] = {"open_s": time.perf_counter() - opened, "rss_mb": _rss_mb()}
+    out: dict[str, Any] = {
+        "open_s": time.perf_counter() - opened,
+        "rss_mb": _rss_mb(),
+        "rss_private_mb": _rss_mb("RssAnon"),
+    }
     if open_only:
         collection.close()
         return out
@@ -208,12 +215,24 @@ def probe(
         for q in range(len(vectors_q)):
             top[q] += [(float(scores[q, j]), int(ids[j])) for j in best[q]]
         ids_all.append(len(ids))
-    recalls = []
-    for q, vector in enumerate(vectors_q):
-        exact = {cid for _, cid in sorted(top[q], reverse=True)[:10]}
-        _, found = collection.search_dense(vector, 10)
-        recalls.append(len(exact & {int(i) for i in found[0] if i >= 0}) / 10)
-    out["recall10"] = statistics.mean(recalls)
+    exact = [{cid for _, cid in sorted(found, reverse=True)[:10]} for found in top]
+
+    def recall(searched: Any) -> float:
+        hits = [searched.search_dense(vector, 10)[1][0] for vector in vectors_q]
+        return statistics.mean(
+            len(truth & {int(i) for i in found if i >= 0}) / 10
+            for truth, found in zip(exact, hits, strict=True)
+        )
+
+    out["recall10"] = recall(collection)
+    if settings.index.mmap:
+        # The same state read into memory: the mapped index with the commits beside it
+        # should find what the in-memory one does (the delta is searched exactly).
+        in_memory = Collection.open(
+            service.root, COLLECTION, settings.index.model_copy(update={"mmap": False})
+        )
+        out["recall10_in_memory"] = recall(in_memory)
+        in_memory.close()
 
     # Another writer commits one new document: how long until this reader finds it.
     writer = service.open(COLLECTION)
@@ -379,12 +398,18 @@ def _row(system: str, n: int, build: str, out: dict[str, Any], peer: str) -> lis
         f"{n:,}",
         build,
         f"{out['disk_mb']:,.0f}",
-        f"{out['rss_mb']:,.0f}",
+        f"{out['rss_mb']:,.0f}"
+        + (f" (private {out['rss_private_mb']:,.0f})" if "mmap" in system else ""),
         out["index_kind"],
         f"{out['dense']['p50']:.1f} / {out['dense']['p95']:.1f}",
         f"{out['bm25']['p50']:.1f} / {out['bm25']['p95']:.1f}",
         f"{out['hybrid']['p50']:.1f} / {out['hybrid']['p95']:.1f}",
-        f"{out['recall10']:.3f}",
+        f"{out['recall10']:.3f}"
+        + (
+            f" (read into memory: {out['recall10_in_memory']:.3f})"
+            if "recall10_in_memory" in out
+            else ""
+        ),
         f"{s['bm25'] * 1e3:.1f} / {s['dense'] * 1e3:.1f}"
         if s["bm25"] is not None and s["dense"] is not None
         else "not found in 30 s",
@@ -503,6 +528,18 @@ def main() -> None:
             )
         )
         if n > settings.index.flat_max_vectors:
+            # The same collection, its IVF checkpoint mapped instead of read (before the
+            # sq8 probe rewrites the checkpoint in the other encoding).
+            print(f"probing {n} with index.mmap ...", flush=True)
+            mapped = _child(
+                [
+                    *("--probe", str(data_dir), "--queries", str(args.queries)),
+                    *("--files", str(files)),  # the job goes on where the first probe's stopped
+                ],
+                {"RAGLINE_INDEX__MMAP": "true"},
+            )
+            mapped["disk_mb"] = _dir_mb(data_dir / "collections" / COLLECTION)
+            rows.append(_row("ragline, index.mmap", n, "the same collection", mapped, "-"))
             # The same collection opened with 8-bit IVF lists: rebuilt from the stored
             # vectors when first opened (timed, with that process's RSS), then probed
             # the same way by a fresh process that loads the rebuilt checkpoint.
@@ -564,6 +601,10 @@ def main() -> None:
         "the ingestion process the serving process starts for its job slot (at the same "
         "nice), followed from a thread of the serving process; then while a writer thread "
         "in the serving process commits imported groups without pause (at the same nice).",
+        "ragline, index.mmap: the same collection probed the same way by a fresh process "
+        "with `index.mmap: true` (the IVF checkpoint mapped from disk, commits since kept "
+        "beside it); its RSS counts the mapped pages the queries touched, which every "
+        "process mapping the file shares (private: its own memory).",
         "ragline, ivf_encoding sq8: the same collection opened with `index.ivf_encoding: "
         "sq8` (IVF lists of one byte per dimension instead of float32): its index rebuilt "
         "from the stored vectors by a first process (time and RSS after it), then probed "

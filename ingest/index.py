@@ -253,10 +253,12 @@ class MappedIndex(VectorIndex):
         self._delta_ids.update(ids.tolist())
 
     def remove(self, ids: list[int]) -> int:
-        in_delta = [i for i in ids if i in self._delta_ids]
+        in_delta = {i for i in ids if i in self._delta_ids}
         if in_delta:
-            self.delta.remove_ids(faiss.IDSelectorBatch(np.asarray(in_delta, dtype=np.int64)))
-            self._delta_ids.difference_update(in_delta)
+            self.delta.remove_ids(
+                faiss.IDSelectorBatch(np.fromiter(in_delta, dtype=np.int64, count=len(in_delta)))
+            )
+            self._delta_ids -= in_delta
         # The rest are the mapped lists' (a log never removes an id twice).
         mapped = [i for i in ids if i not in self._removed and i not in in_delta]
         if mapped:
