@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ragline.api.jobrecord import JobRecord
+from ragline.api.jobrecord import JobRecord, JobStatus
 from ragline.api.jobstore import JobQueueUnavailable, JobStore, make_job_store
 from ragline.api.metrics import Metrics
 from ragline.api.watchdog import Proc, proc, running
@@ -209,31 +210,37 @@ class JobRunner:
         for job in self.store.running():
             if job.owner == self.owner or not runner_gone(job.owner, job.heartbeat_at, now):
                 continue
-            if self._take_back(job, "the server stopped while it ran"):
-                taken.append(job)
+            if record := self._take_back(job, "the server stopped while it ran"):
+                taken.append(record)
         return taken
 
-    def _take_back(self, job: JobRecord, what: str) -> bool:
+    def _take_back(self, job: JobRecord, what: str) -> JobRecord | None:
         """An interrupted run of the job: queued again to resume, or failed after
-        MAX_ATTEMPTS. False if another replica took it back first."""
-        previous, job.owner = job.owner, None
-        job.attempts += 1
-        if job.attempts >= MAX_ATTEMPTS:
-            job.status, job.finished_at = "failed", time.time()
-            job.message = (
-                f"interrupted {job.attempts} times: {what} (a file may crash or exhaust it)"
-            )
+        MAX_ATTEMPTS; the record written, or None if another replica took it back first.
+        ``job`` itself is left as it was: a write retried after a store outage counts the
+        run once."""
+        attempts = job.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            status: JobStatus = "failed"
+            message = f"interrupted {attempts} times: {what} (a file may crash or exhaust it)"
         else:
-            job.status = "queued"
-            job.message = f"resumed after {job.attempts} interruption(s)"
-        if not self.store.release(job, previous):
-            return False
-        log.warning("job %s interrupted (%s): %s", job.id, what, job.message)
-        if job.status == "failed":
-            _remove_uploads(job)
+            status, message = "queued", f"resumed after {attempts} interruption(s)"
+        taken = dataclasses.replace(
+            job,
+            owner=None,
+            attempts=attempts,
+            status=status,
+            message=message,
+            finished_at=time.time() if status == "failed" else None,
+        )
+        if not self.store.release(taken, job.owner):
+            return None
+        log.warning("job %s interrupted (%s): %s", job.id, what, message)
+        if status == "failed":
+            _remove_uploads(taken)
         else:
             self._wake.set()
-        return True
+        return taken
 
     def _execute(self, job: JobRecord, progress: JobProgress, process: IngestProcess) -> None:
         job.started_at = job.started_at or time.time()

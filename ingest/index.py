@@ -234,6 +234,13 @@ class MappedIndex(VectorIndex):
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         if not isinstance(index, faiss.IndexIVF):
             return None
+        # Mapped lists are prefetched by 32 threads started per search by default: 3x the
+        # in-memory search time measured (200k x 384, 90 of 1,788 lists: 3.96 against
+        # 1.20-1.31 ms; 1.13 ms without). The page cache holds them already.
+        stored = faiss.extract_index_ivf(index).invlists
+        lists = faiss.downcast_InvertedLists(stored) if stored is not None else None
+        if isinstance(lists, faiss.OnDiskInvertedLists):
+            lists.prefetch_nthread = 0
         return cls(index, settings, generation)
 
     @property

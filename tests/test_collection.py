@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -272,6 +273,8 @@ def test_a_mapped_ivf_checkpoint_follows_commits_and_maps_the_next_one(tmp_path:
     plain = Collection.open(tmp_path, "c1", plain_settings)
     first = reader.index
     assert isinstance(first, MappedIndex) and first.changes == 0
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(first.index).invlists)
+    assert lists.prefetch_nthread == 0  # FAISS's default starts 32 threads per search
 
     def same_results() -> None:
         queries = _unit(rng, 8)

@@ -95,22 +95,33 @@ class IngestProcess:
         )
         with self._lock:
             conn = self._started()
+            ended = False
             try:
-                conn.send(request)
+                self._talk(conn.send, request)
                 while True:
-                    kind, *payload = conn.recv()
+                    kind, *payload = self._talk(conn.recv)
                     if kind == "done":
+                        ended = True
                         report: IngestReport = payload[0]
                         return report
                     if kind == "error":
-                        raise payload[0]
+                        ended = True
+                        raise payload[0]  # the run's own error: the process goes on
                     if progress is not None:
                         _relay(progress, kind, payload)
-            except (EOFError, OSError) as exc:
-                code = self._reap()
-                raise IngestProcessDied(
-                    f"the ingestion process ended mid-run (exit code {code})"
-                ) from exc
+            finally:
+                if not ended:  # left mid-run (the sink failed): the next run must not
+                    self._reap()  # read this one's messages
+
+    def _talk(self, call: Callable[..., Any], *args: Any) -> Any:
+        """A send or receive on the pipe; a broken pipe means the process is gone."""
+        try:
+            return call(*args)
+        except (EOFError, OSError) as exc:
+            code = self._reap()
+            raise IngestProcessDied(
+                f"the ingestion process ended mid-run (exit code {code})"
+            ) from exc
 
     def close(self) -> None:
         """Stop the process (a run in it stops where it is: every index stays
@@ -146,16 +157,16 @@ class IngestProcess:
         return parent_end
 
     def _reap(self) -> int | None:
+        """Forget the process, killing it if it still runs (it ended, or is abandoned
+        mid-run); its exit code."""
         process, conn = self._process, self._conn
         self._process = self._conn = None
         if conn is not None:
             conn.close()
         if process is None:
             return None
-        process.join(STOP_GRACE_S)
-        if process.is_alive():
-            process.kill()
-            process.join()
+        process.kill()  # nothing if it has ended
+        process.join()
         return process.exitcode
 
 
