@@ -35,6 +35,7 @@ class JobRecord:
     owner: str | None = None  # the runner that claimed it (see jobs.runner_id)
     heartbeat_at: float | None = None
     attempts: int = 0  # runs interrupted by a crash so far
+    executor: str | None = None  # where the finished run parsed and embedded: local, ray
 
     def source(self, path: str) -> str:
         return self.sources.get(path, path)
@@ -60,4 +61,5 @@ class JobRecord:
             created_at=self.created_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
+            executor=self.executor,
         )

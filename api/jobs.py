@@ -246,7 +246,7 @@ class JobRunner:
         job.started_at = job.started_at or time.time()
         progress.save()
         try:
-            process.ingest(
+            report = process.ingest(
                 job.collection,
                 job.remaining(),
                 force=job.force,
@@ -254,7 +254,7 @@ class JobRunner:
                 roots=job.roots,
                 sources=job.sources,
             )
-            job.status = "succeeded"
+            job.status, job.executor = "succeeded", report.executor
         except IngestProcessDied as exc:
             what = f"its ingestion process died ({exc})"
             _retrying(lambda: self._take_back(job, what))

@@ -382,6 +382,7 @@ class JobOut(BaseModel):
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    executor: str | None = None  # where it parsed and embedded (local or ray), once done
 
 
 class Deleted(BaseModel):

@@ -166,6 +166,9 @@ class _ServerGone(Exception):
 
 
 def _on_parent_death(signum: int, frame: object) -> None:
+    # Once: a second SIGTERM raised again outside the loop's ``try`` and killed the
+    # watchdog before its clean-up (seen in a full test run: the engine left running).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _ServerGone
 
 
