@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bench.fake_serve import hash_embed
 from ragline.ingest.collection import Collection
 from ragline.ingest.embed import Embedder
 from ragline.ingest.pipeline import IngestPipeline, IngestReport, Status
+from ragline.service.components import Components
 from ragline.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -17,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ingested(
-    example_docs: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+    example_docs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[IngestReport, Collection, Path]:
     root = tmp_path_factory.mktemp("example")
     corpus = root / "example-docs"
@@ -26,8 +29,33 @@ def ingested(
     store = Collection.open(
         settings.storage.collections_dir, "examples", settings.index, create=True
     )
-    report = IngestPipeline(settings, store, embedder=embedder).run([corpus])
+    # What this module tests is parsing, chunking and the index over every file: an
+    # embedder of its own with the model's pass swapped for hashed words (the real pass
+    # over all of them took 13 minutes on a 2-core AVX2 CPU; the model's path over their
+    # oddest chunks: test_the_model_embeds_the_oddest_chunks).
+    components = Components(settings)
+    hash_embed(components)
+    report = IngestPipeline(settings, store, embedder=components.embedder).run([corpus])
     return report, store, corpus
+
+
+def test_the_model_embeds_the_oddest_chunks(
+    ingested: tuple[IngestReport, Collection, Path], embedder: Embedder
+) -> None:
+    _, store, _ = ingested
+    chunks = list(store.docstore.iter_chunks())
+
+    def non_ascii(text: str) -> float:
+        return sum(ord(ch) > 127 for ch in text) / max(1, len(text))
+
+    longest = sorted(chunks, key=lambda c: -c.token_count)[:16]
+    foreign = sorted(chunks, key=lambda c: -non_ascii(c.text))[:48]
+    assert non_ascii(foreign[0].text) > 0.5, "the corpus has documents in other scripts"
+    texts = [c.text for c in longest + foreign]
+    vectors = embedder.encode(texts)
+    assert vectors.shape == (len(texts), embedder.dimension)
+    assert np.isfinite(vectors).all()
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
 
 
 def test_every_file_yields_chunks_or_a_reason(
