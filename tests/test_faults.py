@@ -315,6 +315,19 @@ def test_collection_names_with_a_final_newline_are_refused(app: App, name: str) 
 # -- 5. ingest_roots are checked when a file is opened, not only when it is named -------
 
 
+def _wait_files_done(
+    http: httpx.Client, job: dict[str, Any], files: int, timeout: float = 180
+) -> dict[str, Any]:
+    """The job once it has finished ``files`` files, still running."""
+    deadline = time.monotonic() + timeout
+    while job["files_done"] < files:
+        assert job["status"] in ("queued", "running"), job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+        job = http.get(f"/v1/jobs/{job['id']}").json()
+    return job
+
+
 def _wait_job(http: httpx.Client, job: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while job["status"] in ("queued", "running"):
@@ -558,12 +571,7 @@ def test_a_job_interrupted_by_sigkill_is_resumed_at_restart(
             accepted = http.post("/v1/collections/tides/documents", files=files)
             assert accepted.status_code == 202, accepted.text
             job = accepted.json()
-            deadline = time.monotonic() + 180
-            while job["files_done"] < 4:
-                assert job["status"] in ("queued", "running"), job
-                assert time.monotonic() < deadline, job
-                time.sleep(0.05)
-                job = http.get(f"/v1/jobs/{job['id']}").json()
+            job = _wait_files_done(http, job, 4)
         assert job["files_done"] < 20, "the job finished before the crash: make it slower"
         server.kill()
 
@@ -617,12 +625,7 @@ def test_a_job_whose_ingestion_process_is_killed_resumes_in_a_new_one(tmp_path: 
     try:
         with server.http() as http:
             job = http.post("/v1/collections/buoys/documents", files=files).json()
-            deadline = time.monotonic() + 180
-            while job["files_done"] < 3:
-                assert job["status"] in ("queued", "running"), job
-                assert time.monotonic() < deadline, job
-                time.sleep(0.05)
-                job = http.get(f"/v1/jobs/{job['id']}").json()
+            job = _wait_files_done(http, job, 3)
             (killed,) = _ingest_processes(server.proc.pid)
             os.kill(killed, signal.SIGKILL)
             job = _wait_job(http, job, timeout=180)
