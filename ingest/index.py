@@ -175,6 +175,11 @@ class VectorIndex:
             return self._searcher().search(queries, k)
         # Selectors run on the CPU index: GPU indexes do not take them for every type.
         selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        # ``selector`` stays referenced until the search returns.
+        return self.index.search(queries, k, params=self._params(selector))
+
+    def _params(self, selector: faiss.IDSelector | None) -> faiss.SearchParameters:
+        """Search parameters with the index's own probe count (IVF) and ``selector``."""
         params: faiss.SearchParameters
         if self.kind == IVF:
             ivf_params = faiss.SearchParametersIVF()
@@ -182,8 +187,9 @@ class VectorIndex:
             params = ivf_params
         else:
             params = faiss.SearchParameters()
-        params.sel = selector  # ``selector`` stays referenced until the search returns
-        return self.index.search(queries, k, params=params)
+        if selector is not None:
+            params.sel = selector
+        return params
 
     def _searcher(self) -> faiss.Index:
         if not gpu_available(self.settings):
@@ -292,11 +298,7 @@ class MappedIndex(VectorIndex):
             if wanted is not None and self._removed_selector is not None
             else None
         )
-        params = faiss.SearchParametersIVF()
-        params.nprobe = faiss.extract_index_ivf(self.index).nprobe
-        selector = both or wanted or self._removed_selector
-        if selector is not None:
-            params.sel = selector
+        params = self._params(both or wanted or self._removed_selector)
         scores, ids = self.index.search(queries, k, params=params)
         if self.delta.ntotal == 0:
             return scores, ids
