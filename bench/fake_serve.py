@@ -18,6 +18,7 @@ import re
 import threading
 import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,12 @@ class ScriptedEngine:
             self.unfinished -= 1
 
 
+@dataclass(slots=True)
+class HashTokens:
+    texts: list[str]
+    lengths: list[int]
+
+
 class HashEncoder:
     """Unit vectors from hashed words: same text, same vector; shared words, near."""
 
@@ -103,14 +110,14 @@ class HashEncoder:
         self.dimension = dimension
         self.choice = choice  # what /health reports: the runtime the real model settled
 
-    def lengths(self, texts: list[str]) -> list[int]:
-        return [len(text) // 4 + 1 for text in texts]
+    def tokenize(self, texts: list[str]) -> HashTokens:
+        return HashTokens(texts, [len(text) // 4 + 1 for text in texts])
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dimension), np.float32)
-        for row, text in enumerate(texts):
-            for word in _WORD.findall(text.lower()):
-                out[row, zlib.crc32(word.encode()) % self.dimension] += 1.0
+    def embed(self, tokens: HashTokens, rows: list[int]) -> np.ndarray:
+        out = np.zeros((len(rows), self.dimension), np.float32)
+        for slot, row in enumerate(rows):
+            for word in _WORD.findall(tokens.texts[row].lower()):
+                out[slot, zlib.crc32(word.encode()) % self.dimension] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 

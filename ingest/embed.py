@@ -20,6 +20,7 @@ from ragline.ingest.runtime import (
     calibration_texts,
     default_export_dir,
 )
+from ragline.ingest.tokenized import Tokenized
 from ragline.ingest.tokens import COUNT_BATCH
 from ragline.settings import EmbeddingSettings
 
@@ -114,16 +115,15 @@ class Embedder:
         encoder = self._encoder
         turn = self._bulk_turn if bulk else self._interactive_turn
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        lengths: list[int] = []
-        for start in range(0, len(texts), COUNT_BATCH):  # a book's chunks at once take GBs
-            with turn():
-                lengths += encoder.lengths(texts[start : start + COUNT_BATCH])
         budget = self.bulk_batch_tokens if bulk else self.settings.batch_tokens
-        batches = token_batches(lengths, budget, self.settings.batch_size)
-        # A turn per pass: a large /v1/embeddings request shares the model with queries too.
-        for batch in batches:
+        # Tokenized a window at a time: a book's chunks at once take GBs.
+        for start in range(0, len(texts), COUNT_BATCH):
             with turn():
-                out[batch] = encoder.embed([texts[i] for i in batch])
+                tokens = encoder.tokenize(texts[start : start + COUNT_BATCH])
+            # A turn per pass: a large /v1/embeddings request shares the model with queries.
+            for batch in token_batches(tokens.lengths, budget, self.settings.batch_size):
+                with turn():
+                    out[[start + row for row in batch]] = encoder.embed(tokens, batch)
         return out
 
     @cached_property
@@ -194,10 +194,10 @@ class EncoderRuntime:
 
         def run(forward: Forward, texts: list[str] = gate_texts) -> np.ndarray:
             probe = cls(model, forward, RuntimeChoice(REFERENCE, "probe"))
-            lengths = probe.lengths(texts)
+            tokens = probe.tokenize(texts)
             out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
-            for batch in token_batches(lengths, settings.batch_tokens, settings.batch_size):
-                out[batch] = probe.embed([texts[i] for i in batch])
+            for batch in token_batches(tokens.lengths, settings.batch_tokens, settings.batch_size):
+                out[batch] = probe.embed(tokens, batch)
             return out
 
         timed_texts = gate_texts[:TIMED_TEXTS]
@@ -223,14 +223,13 @@ class EncoderRuntime:
         )
         return cls(model, forward, choice)
 
-    def lengths(self, texts: list[str]) -> list[int]:
-        encoded = self.model.tokenizer(
-            texts, truncation=True, max_length=self.max_length, verbose=False
-        )
-        return [len(ids) for ids in encoded["input_ids"]]
+    def tokenize(self, texts: list[str]) -> Tokenized:
+        return Tokenized.encode(self.model.tokenizer, texts, self.max_length)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        features = self.model.preprocess(texts)
+    def embed(self, tokens: Tokenized, rows: list[int]) -> np.ndarray:
+        """Unit vectors of ``rows`` of ``tokens``, in that order."""
+        features = tokens.padded(rows)
+        features["modality"] = "text"  # as the model's own preprocess marks them
         features["token_embeddings"] = self.forward(features)
         for module in self.tail:
             features = module(features)

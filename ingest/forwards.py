@@ -20,9 +20,9 @@ from ragline.ingest.runtime import (
     choose,
     model_fingerprint,
 )
+from ragline.ingest.tokenized import MODEL_INPUTS
 
 CALIBRATION_BATCH = 8  # texts per NNCF calibration sample
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def model_inputs(features: dict[str, Any]) -> dict[str, Any]:

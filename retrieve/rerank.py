@@ -20,6 +20,7 @@ from ragline.ingest.runtime import (
     calibration_texts,
     default_export_dir,
 )
+from ragline.ingest.tokenized import Tokenized
 from ragline.settings import RerankSettings
 
 if TYPE_CHECKING:
@@ -107,14 +108,13 @@ class CrossEncoderReranker:
         if not texts:
             return np.zeros(0, dtype=np.float32)
         scorer = self._scorer
-        pairs = [(query, text) for text in texts]
-        out = np.empty(len(pairs), dtype=np.float32)
+        out = np.empty(len(texts), dtype=np.float32)
         with self._lock:
-            lengths = scorer.lengths(pairs)
+            tokens = scorer.tokenize([(query, text) for text in texts])
             for batch in token_batches(
-                lengths, self.settings.batch_tokens, self.settings.batch_size
+                tokens.lengths, self.settings.batch_tokens, self.settings.batch_size
             ):
-                out[batch] = scorer.score([pairs[i] for i in batch])
+                out[batch] = scorer.score(tokens, batch)
         return out
 
 
@@ -131,9 +131,10 @@ class _Scorer:
 
         def run(forward: Forward, pairs: list[tuple[str, str]] = gate_pairs) -> np.ndarray:
             probe = cls(model, forward, RuntimeChoice(REFERENCE, "probe"))
+            tokens = probe.tokenize(pairs)
             return np.concatenate(
                 [
-                    probe.score(pairs[i : i + settings.batch_size])
+                    probe.score(tokens, list(range(i, min(i + settings.batch_size, len(pairs)))))
                     for i in range(0, len(pairs), settings.batch_size)
                 ]
             )
@@ -162,16 +163,14 @@ class _Scorer:
         )
         return cls(model, forward, choice)
 
-    def lengths(self, pairs: list[tuple[str, str]]) -> list[int]:
+    def tokenize(self, pairs: list[tuple[str, str]]) -> Tokenized:
         queries, texts = [q for q, _ in pairs], [t for _, t in pairs]
-        encoded = self.model.tokenizer(
-            queries, texts, truncation=True, max_length=self.model.max_length, verbose=False
-        )
-        return [len(ids) for ids in encoded["input_ids"]]
+        return Tokenized.encode(self.model.tokenizer, queries, self.model.max_length, texts)
 
-    def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        logits = self.forward(self.model.preprocess(pairs))
-        return np.asarray(logits.reshape(len(pairs), -1)[:, 0], dtype=np.float32)
+    def score(self, tokens: Tokenized, rows: list[int]) -> np.ndarray:
+        """The logits of ``rows`` of ``tokens``, in that order."""
+        logits = self.forward(tokens.padded(rows))
+        return np.asarray(logits.reshape(len(rows), -1)[:, 0], dtype=np.float32)
 
 
 def calibration_pairs() -> tuple[list[tuple[str, str]], np.ndarray, list[tuple[str, str]]]:

@@ -846,6 +846,7 @@ def test_token_counts_and_embeddings_go_in_slices(monkeypatch: pytest.MonkeyPatc
     the model's lock; a query arriving meanwhile is embedded before the next batch."""
     import numpy as np
 
+    from bench.fake_serve import HashTokens
     from ragline.ingest import tokens
     from ragline.ingest.embed import Embedder
     from ragline.settings import EmbeddingSettings
@@ -869,10 +870,11 @@ def test_token_counts_and_embeddings_go_in_slices(monkeypatch: pytest.MonkeyPatc
     first_batch_running, let_go = threading.Event(), threading.Event()
 
     class Encoder:  # the runtime's forward pass, counted; the first bulk batch waits
-        def lengths(self, texts: list[str]) -> list[int]:
-            return [2] * len(texts)
+        def tokenize(self, texts: list[str]) -> HashTokens:
+            return HashTokens(texts, [2] * len(texts))
 
-        def embed(self, texts: list[str]) -> np.ndarray:
+        def embed(self, tokens: HashTokens, rows: list[int]) -> np.ndarray:
+            texts = [tokens.texts[row] for row in rows]
             calls.append(len(texts))
             order.append(texts[0])
             if texts[0] == "bulk" and not first_batch_running.is_set():

@@ -208,3 +208,34 @@ def test_faster_runtimes_match_fp32_vectors(
         assert again.encode(scifact_texts[:4]).shape == (4, 384)
         assert (export / "model.bin").stat().st_mtime == made
         assert again.runtime.to_json() == fast.runtime.to_json()
+
+
+def test_texts_tokenized_once_give_the_models_own_inputs(scifact_texts: list[str]) -> None:
+    """The embedder and the reranker tokenize a window once and cut each batch's padded
+    inputs from it: the same tensors their models' own preprocess makes per batch, and the
+    same vectors as sentence-transformers' encode."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from ragline.ingest.tokenized import Tokenized
+
+    embedder = Embedder(EmbeddingSettings(backend="torch", precision="fp32", max_seq_length=128))
+    model = embedder.model
+    texts = [*scifact_texts[:8], "", "ünïcödé — τext", scifact_texts[70]]  # long ones cut
+    tokens = Tokenized.encode(model.tokenizer, texts, 128)
+    assert max(tokens.lengths) == 128
+    rows = [10, 0, 8, 3]
+    own = model.preprocess([texts[row] for row in rows])
+    mine = tokens.padded(rows)
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        assert torch.equal(mine[name], own[name]), name
+    expected = model.encode(texts, normalize_embeddings=True)
+    assert np.allclose(embedder.encode(texts), expected, atol=1e-5)
+
+    cross = CrossEncoder(embedder.model_path, num_labels=1, max_length=64)
+    pairs = [(scifact_texts[70 + i], text) for i, text in enumerate(texts)]
+    tokens = Tokenized.encode(cross.tokenizer, [q for q, _ in pairs], 64, [t for _, t in pairs])
+    own = cross.preprocess([pairs[row] for row in rows])
+    mine = tokens.padded(rows)
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        assert torch.equal(mine[name], own[name]), name
