@@ -8,10 +8,10 @@ Passages are SciFact abstracts cut to 85 and to 256 tokens of the model's tokeni
 and full chunks). Per repeat every runtime encodes the same passages, in a rotated order,
 so a burst of other work on the machine slows them alike. Quality: mean and minimum
 cosine of each runtime's vectors to torch fp32 ones on the same passages. The ceiling: a
-passage's matrix-multiply FLOPs (bench/flops.py) times passages/s, over torch's own
-1024x1024 GEMM rate at the runtime's precision (int8: ``torch._int_mm``). The reranker
-(when ``ragline reranker train`` has made it): p50 of a depth-20 rerank per runtime, and
-the rank correlation of its scores with fp32 ones.
+passage's matrix-multiply FLOPs (bench/flops.py) times passages/s, over the GEMM rate at
+the runtime's precision (bench/gemm.py: the faster of torch's square GEMM and the model's
+own matrix products run alone). The reranker (when ``ragline reranker train`` has made
+it): bench/rerank_runtimes.py, each runtime's rerank@20 p50 next to its SciFact nDCG@10.
 """
 
 from __future__ import annotations
@@ -39,17 +39,17 @@ from bench.common import (
     write_table,
 )
 from bench.flops import EncoderShape, mean_encoder_flops
+from bench.gemm import SQUARE, Ceilings
 from bench.peers.plain import encode_rate
+from bench.rerank_runtimes import write as write_rerank_table
 from ragline.ingest.embed import Embedder
 from ragline.ingest.runtime import PREFERENCE, openvino_available
 from ragline.ingest.tokens import HFTokenCounter
-from ragline.retrieve.rerank import CrossEncoderReranker, mean_rank_correlation
-from ragline.settings import EmbeddingSettings, RerankSettings, load_settings
+from ragline.settings import EmbeddingSettings
 
 SCIFACT = SHARED_DATA / "beir" / "scifact" / "corpus.jsonl"
 LENGTHS = (85, 256)
 PLAIN = "plain SentenceTransformer fp32 (peer)"
-GEMM_SIZE = 1024
 PACKAGES = ("torch", "sentence-transformers", "openvino", "nncf")
 
 
@@ -75,95 +75,21 @@ def passages(count: int, tokens: int, counter: HFTokenCounter) -> list[str]:
     raise ValueError(f"SciFact has fewer than {count} abstracts of {tokens} tokens")
 
 
-def gemm_rate(precision: str, seconds: float = 1.0) -> float:
-    """FLOP/s (int8: OP/s) of torch's matrix multiply at ``precision``, best of rounds."""
-    import torch
-
-    size = GEMM_SIZE
-    if precision == "int8":
-        a = torch.randint(-128, 127, (size, size), dtype=torch.int8)
-        b = torch.randint(-128, 127, (size, size), dtype=torch.int8)
-
-        def multiply() -> object:
-            return torch._int_mm(a, b)
-    else:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        x, y = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-
-        def multiply() -> object:
-            return torch.mm(x, y)
-
-    for _ in range(3):
-        multiply()
-    best = 0.0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        for _ in range(4):
-            multiply()
-        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - started))
-    return best
-
-
 def runtimes() -> list[tuple[str, str]]:
     return [(b, p) for b, p in PREFERENCE if b == "torch" or openvino_available(p)]
-
-
-def rerank_rows(
-    exports: Path, repeats: int, texts: list[str], queries: list[str]
-) -> list[list[object]]:
-    settings = load_settings()
-    try:
-        base = CrossEncoderReranker(settings.rerank, settings.models_dir, exports)
-    except FileNotFoundError as exc:
-        print(f"reranker rows skipped: {exc}")
-        return []
-    rerankers = {
-        f"{b}-{p}": CrossEncoderReranker(
-            RerankSettings(**{**settings.rerank.model_dump(), "backend": b, "precision": p}),
-            settings.models_dir,
-            exports,
-        )
-        for b, p in runtimes()
-    }
-    del base
-    groups = np.repeat(np.arange(len(queries)), 20)
-    candidates = [
-        texts[(i * 7) % len(texts) : (i * 7) % len(texts) + 20] for i in range(len(queries))
-    ]
-    candidates = [c if len(c) == 20 else texts[:20] for c in candidates]
-    latencies: dict[str, list[float]] = {name: [] for name in rerankers}
-    scores: dict[str, np.ndarray] = {}
-    for repeat in range(repeats):
-        order = list(rerankers.items())
-        order = order[repeat % len(order) :] + order[: repeat % len(order)]
-        for name, reranker in order:
-            reranker.score(queries[0], candidates[0])  # load, compile
-            got = []
-            for query, passages_ in zip(queries, candidates, strict=True):
-                started = time.perf_counter()
-                got.append(reranker.score(query, passages_))
-                latencies[name].append(1000 * (time.perf_counter() - started))
-            scores[name] = np.concatenate(got)
-    reference = scores["torch-fp32"]
-    rows: list[list[object]] = []
-    for name in rerankers:
-        correlation = mean_rank_correlation(reference, scores[name], groups)
-        p50 = statistics.median(latencies[name])
-        ratio = statistics.median(latencies["torch-fp32"]) / p50
-        rows.append([name, f"{p50:.0f}", f"{ratio:.2f}x", f"{correlation:.4f}"])
-    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--passages", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--queries", type=int, default=20, help="reranked queries per runtime")
+    parser.add_argument(
+        "--queries", type=int, help="SciFact test queries reranked per runtime (default: all)"
+    )
     parser.add_argument("--quick", action="store_true", help="64 passages, 1 repeat")
     args = parser.parse_args()
     if args.quick:
-        args.passages, args.repeats, args.queries = 64, 1, 4
+        args.passages, args.repeats, args.queries = 64, 1, 8
     if not SCIFACT.exists():
         raise SystemExit(f"SciFact not found at {SCIFACT}")
 
@@ -183,7 +109,9 @@ def main() -> None:
         embedder.encode(["warm up"])
 
     rows: list[Row] = []
-    gemm = {precision: gemm_rate(precision) for precision in ("fp32", "bf16", "int8")}
+    # The matrix products alone over one pass's worth of tokens (the batch budget).
+    ceilings = Ceilings(shape, EmbeddingSettings().batch_tokens, openvino_available("int8"))
+    ceilings.measure()
     plain_rates: dict[int, list[float]] = {}
     flops: dict[int, float] = {}
     for tokens in LENGTHS:
@@ -213,10 +141,7 @@ def main() -> None:
             for name, measure in systems[turn:] + systems[:turn]:
                 rate = measure()
                 (plain_rates[tokens] if name == PLAIN else by_name[name].rates).append(rate)
-            # The ceiling is timed between repeats too, best kept: a GEMM timed while
-            # something else ran would put the passages above it.
-            for precision in gemm:
-                gemm[precision] = max(gemm[precision], gemm_rate(precision, seconds=0.5))
+            ceilings.measure(seconds=0.5)
         for name, row in by_name.items():
             cosines = np.sum(vectors["torch-fp32"] * vectors[name], axis=1)
             row.cosine_mean, row.cosine_min = float(cosines.mean()), float(cosines.min())
@@ -234,7 +159,7 @@ def main() -> None:
     table = []
     for row in rows:
         precision = row.runtime.split("-")[1]
-        ceiling = gemm[precision] / flops[row.tokens]
+        ceiling = ceilings.found[precision].best / flops[row.tokens]
         chosen_mark = " (auto)" if row.runtime == chosen.runtime.name else ""
         table.append(
             [
@@ -248,7 +173,7 @@ def main() -> None:
             ]
         )
     for tokens in LENGTHS:
-        ceiling = gemm["fp32"] / flops[tokens]
+        ceiling = ceilings.found["fp32"].best / flops[tokens]
         table.append(
             [PLAIN, tokens, spread(plain_rates[tokens], 1), "1.00x",
              f"{100 * statistics.median(plain_rates[tokens]) / ceiling:.0f}%", "1 / 1", "-"]
@@ -256,30 +181,24 @@ def main() -> None:
     notes = [
         environment(PACKAGES),
         f"{args.passages} SciFact passages per length, {args.repeats} repeats, rotated order.",
-        "GEMM rates, best of those timed between repeats (torch, "
-        f"{GEMM_SIZE}x{GEMM_SIZE}): "
-        + ", ".join(f"{p} {rate / 1e9:.0f} G/s" for p, rate in gemm.items())
+        "GEMM ceiling per precision: the faster of torch's square GEMM "
+        f"({SQUARE}x{SQUARE}) and the model's own matrix products alone (OpenVINO, "
+        f"{ceilings.chain.rows if ceilings.chain else 0} tokens at once), best of those timed "
+        "between repeats: "
+        + ", ".join(
+            f"{p} {c.square / 1e9:.0f} / {c.layers / 1e9:.0f} G/s"
+            for p, c in ceilings.found.items()
+        )
         + "; a passage's FLOPs from bench/flops.py (matrix products and attention).",
         f"auto chose {chosen.runtime.name} ({chosen.reason}) in {choice_seconds:.0f} s, once "
         "per machine: exports, int8 calibration, gate and timing.",
     ]
     write_table("backends", "Embedding per runtime", header, table, notes)
 
-    reranked = rerank_rows(exports, args.repeats, passages(200, 200, counter), [
-        json.loads(line)["title"] for line in SCIFACT.read_text().splitlines()[: args.queries]
-    ])  # fmt: skip
-    if reranked:
-        write_table(
-            "backends-rerank",
-            "Rerank@20 per runtime",
-            ["runtime", "p50 ms", "speed ÷ torch fp32", "rank correlation to fp32"],
-            reranked,
-            [
-                environment(PACKAGES),
-                f"{args.queries} SciFact titles as queries, 20 passages each; reranker "
-                f"{load_settings().rerank.model} (`rerank.model`).",
-            ],
-        )
+    try:
+        write_rerank_table(exports, queries=args.queries)
+    except FileNotFoundError as exc:  # no reranker trained here
+        print(f"reranker rows skipped: {exc}")
 
     panels = [
         Panel(

@@ -276,16 +276,20 @@ def test_backends_line_names_the_chosen_runtime_and_the_fastest_gated_reranker(
     )
     _write(
         tmp_path / "backends-rerank.csv",
-        "runtime,p50 ms,speed ÷ torch fp32,rank correlation to fp32\n"
-        "openvino-int8,60,5.0x,0.90\n"  # faster, but below the gate: not the one named
-        "openvino-bf16,95,3.2x,0.998\n"
-        "torch-fp32,300,1.00x,1.0000\n",
+        "runtime,rerank@20 p50 ms,speed ÷ torch fp32,nDCG@10,Δ nDCG@10 vs torch fp32,"
+        "rank correlation to fp32 (gate),query p50 ms\n"
+        "no rerank (hybrid),-,-,0.7130,-,-,20.0\n"
+        "openvino-int8,60,5.0x,0.7350,+0.0010,0.90,80\n"  # below the rank gate
+        "torch-bf16,70,4.3x,0.7260,-0.0080,0.99,90\n"  # loses nDCG: not the one named
+        "openvino-bf16,95,3.2x,0.7320,-0.0020,0.998,115\n"
+        "torch-fp32,300,1.00x,0.7340,+0.0000,1.0000,320\n",
     )
     line = backends_line(tmp_path, lambda name: name)
     assert "openvino-int8 at 256 tokens: 50.0 (48-52) passages/s" in line
     assert "3.60x (3.40-3.80) the plain fp32 loop's rate — ahead" in line
     assert "61% of the GEMM rate" in line
-    assert "rerank@20 p50 95 ms with openvino-bf16" in line
+    assert "rerank@20 p50 95 ms with openvino-bf16 (3.2x torch fp32's speed)" in line
+    assert "nDCG@10 0.7320 (-0.0020 vs torch fp32; 0.7130 without reranking)" in line
     _write(tmp_path / "backends.csv", header + "torch-fp32,256,14.0,1.00x,40%,1 / 1,pass\n")
     with pytest.raises(ValueError, match="auto"):
         backends_line(tmp_path, lambda name: name)

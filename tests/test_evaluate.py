@@ -3,10 +3,11 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ragline.evaluation.beir import load_beir
-from ragline.evaluation.evaluate import Evaluator, parse_sweep
+from ragline.evaluation.evaluate import EvalConfig, Evaluator, parse_sweep
 from ragline.evaluation.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from ragline.evaluation.report import pareto_front, write_results
 from ragline.settings import Settings
@@ -32,6 +33,12 @@ def test_sweep_parsing() -> None:
         parse_sweep(["temperature=1"])
 
 
+class OverlapReranker:
+    def score(self, query: str, texts: list[str]) -> np.ndarray:
+        words = set(query.lower().split())
+        return np.array([len(words & set(t.lower().split())) for t in texts], np.float32)
+
+
 @pytest.mark.slow
 def test_evaluator_on_a_scifact_slice(
     shared_data: Path, settings: Settings, tmp_path: Path
@@ -41,17 +48,23 @@ def test_evaluator_on_a_scifact_slice(
     wanted = {doc for q in data.queries for doc in data.qrels[q]}
     extra = [d for d in data.corpus if d not in wanted][:150]
     data.corpus = {d: data.corpus[d] for d in [*wanted, *extra]}
-    evaluator = Evaluator(settings, data, "slice", log=lambda _: None)
+    evaluator = Evaluator(settings, data, "slice", OverlapReranker, log=lambda _: None)
     grid = parse_sweep(["chunk_size=128,256", "overlap=16"])
     rows = evaluator.run(evaluator.configs(grid, ["dense", "bm25", "hybrid"]))
     assert len(rows) == 6
     for row in rows:
         assert 0.3 < row.ndcg10 <= 1.0 and 0 < row.recall100 <= 1.0
         assert 0 < row.p50_ms <= row.p95_ms
+        assert row.rerank_p50_ms == 0
+    # The rerank stage is timed on its own (a word-overlap stand-in for the cross-encoder).
+    (reranked,) = evaluator.run([EvalConfig(256, 16, "hybrid", 10)])
+    assert 0 < reranked.rerank_p50_ms < reranked.p50_ms
     # The second chunking reuses embeddings of chunks that came out identical.
     assert evaluator.embedder.hits > 0
-    report = write_results(rows, tmp_path / "out", "slice", ["note"])
-    assert (tmp_path / "out" / "eval.csv").read_text().count("\n") == 7
+    report = write_results([*rows, reranked], tmp_path / "out", "slice", ["note"])
+    table = (tmp_path / "out" / "eval.csv").read_text().splitlines()
+    assert len(table) == 8 and table[0].endswith(",rerank_p50_ms")
+    assert table[1].endswith(",-") and not table[-1].endswith(",-")
     assert (tmp_path / "out" / "eval.png").stat().st_size > 10_000
     assert "frontier" in report.read_text()
     assert pareto_front(rows)

@@ -157,9 +157,14 @@ def evaluate(
     notes = [
         f"`ragline eval {dataset.name} --split {split}` · {len(data.queries)} queries · "
         f"embedding {settings.embedding.model} ({evaluator.query_embedder.runtime_name})"
-        + (f" · reranker {settings.rerank.model}" if needs_reranker else ""),
+        + (
+            f" · reranker {settings.rerank.model} ({components.reranker().runtime.runtime.name})"
+            if needs_reranker
+            else ""
+        ),
         "Environment: " + environment(["faiss-cpu", "tantivy", "sentence-transformers", "torch"]),
-        "Latency: whole query path per query (embed, search, fuse, rerank), one at a time.",
+        "Latency: whole query path per query (embed, search, fuse, rerank), one at a time; "
+        "rerank_p50_ms: the rerank stage alone.",
     ]
     path = write_results(rows, out, f"Retrieval on {dataset.name} ({split})", notes)
     console.print(f"wrote {path}, eval.csv and eval.png in {out}")

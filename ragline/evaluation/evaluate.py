@@ -51,6 +51,7 @@ class EvalRow:
     p50_ms: float
     p95_ms: float
     queries: int
+    rerank_p50_ms: float = 0.0  # the rerank stage alone; 0: no reranking
 
 
 def parse_sweep(specs: Sequence[str]) -> dict[str, list[int]]:
@@ -172,7 +173,7 @@ class Evaluator:
         return rows
 
     def _evaluate(self, retriever: Retriever, config: EvalConfig, k: int) -> EvalRow:
-        ndcg, recall, mrr, latency = [], [], [], []
+        ndcg, recall, mrr, latency, reranking = [], [], [], [], []
         if config.rerank_depth and retriever.reranker is None:
             raise ValueError("rerank_depth > 0 needs a reranker")
         retriever.collection.repair()  # a lexical index for a collection made before one
@@ -199,6 +200,7 @@ class Evaluator:
             started = time.perf_counter()
             result = retriever.run(request)
             latency.append((time.perf_counter() - started) * 1e3)
+            reranking.append(result.timings.stages.get("rerank", 0.0))
             ranking = list(dict.fromkeys(p.source.removeprefix("beir:") for p in result.passages))
             relevant = self.dataset.qrels[query_id]
             ndcg.append(ndcg_at_k(ranking, relevant))
@@ -212,4 +214,5 @@ class Evaluator:
             percentile(latency, 50),
             percentile(latency, 95),
             len(latency),
+            percentile(reranking, 50) if config.rerank_depth else 0.0,
         )

@@ -19,6 +19,7 @@ HEADER = [
     "p50_ms",
     "p95_ms",
     "queries",
+    "rerank_p50_ms",
 ]
 
 
@@ -35,6 +36,7 @@ def _cells(row: EvalRow) -> list[object]:
         f"{row.p50_ms:.1f}",
         f"{row.p95_ms:.1f}",
         row.queries,
+        f"{row.rerank_p50_ms:.1f}" if row.config.rerank_depth else "-",
     ]
 
 
