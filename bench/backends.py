@@ -110,7 +110,7 @@ def main() -> None:
 
     rows: list[Row] = []
     # The matrix products alone over one pass's worth of tokens (the batch budget).
-    ceilings = Ceilings(shape, EmbeddingSettings().batch_tokens, openvino_available("int8"))
+    ceilings = Ceilings(shape, auto.batch_tokens, openvino_available("int8"))
     ceilings.measure()
     plain_rates: dict[int, list[float]] = {}
     flops: dict[int, float] = {}

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 BUILTIN_PREFIX = "builtin:"
-CPU_BULK_BATCH_TOKENS = 512  # an ingestion pass short enough for a query to wait on
+CPU_BATCH_TOKENS = 2048  # a pass's activations stay in cache (see embedding.batch_tokens)
+GPU_BATCH_TOKENS = 8192
 TIMED_TEXTS = 32  # calibration texts each runtime is timed on (all of them gate it)
 
 
@@ -115,7 +116,7 @@ class Embedder:
         encoder = self._encoder
         turn = self._bulk_turn if bulk else self._interactive_turn
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        budget = self.bulk_batch_tokens if bulk else self.settings.batch_tokens
+        budget = self.bulk_batch_tokens if bulk else self.batch_tokens
         # Tokenized a window at a time: a book's chunks at once take GBs.
         for start in range(0, len(texts), COUNT_BATCH):
             with turn():
@@ -127,12 +128,12 @@ class Embedder:
         return out
 
     @cached_property
+    def batch_tokens(self) -> int:
+        return pass_token_budget(self.settings.batch_tokens, self.settings.device)
+
+    @cached_property
     def bulk_batch_tokens(self) -> int:
-        configured = self.settings.bulk_batch_tokens
-        if configured is None:
-            on_gpu = pick_device(self.settings.device) == "cuda"
-            configured = self.settings.batch_tokens if on_gpu else CPU_BULK_BATCH_TOKENS
-        return min(configured, self.settings.batch_tokens)
+        return min(self.settings.bulk_batch_tokens or self.batch_tokens, self.batch_tokens)
 
     @contextlib.contextmanager
     def _interactive_turn(self) -> Iterator[None]:
@@ -156,6 +157,13 @@ class Embedder:
     def count_tokens(self, texts: list[str]) -> int:
         with self._lock:
             return sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
+
+
+def pass_token_budget(configured: int | None, device: str) -> int:
+    """A forward pass's token budget: as configured, or by where the pass runs."""
+    if configured is not None:
+        return configured
+    return GPU_BATCH_TOKENS if pick_device(device) == "cuda" else CPU_BATCH_TOKENS
 
 
 def token_batches(lengths: Sequence[int], max_tokens: int, max_items: int) -> list[list[int]]:
@@ -196,7 +204,7 @@ class EncoderRuntime:
             probe = cls(model, forward, RuntimeChoice(REFERENCE, "probe"))
             tokens = probe.tokenize(texts)
             out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
-            for batch in token_batches(tokens.lengths, settings.batch_tokens, settings.batch_size):
+            for batch in token_batches(tokens.lengths, embedder.batch_tokens, settings.batch_size):
                 out[batch] = probe.embed(tokens, batch)
             return out
 

@@ -994,12 +994,16 @@ def test_a_collection_dropped_while_it_is_opened_is_not_found(
         CollectionRegistry(service, cache).get("going")
 
 
-def test_ingestion_passes_are_small_on_a_cpu() -> None:
-    from ragline.ingest.embed import CPU_BULK_BATCH_TOKENS, Embedder
+def test_passes_take_a_token_budget_by_device() -> None:
+    from ragline.ingest.embed import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, Embedder
     from ragline.settings import EmbeddingSettings
 
-    assert Embedder(EmbeddingSettings(device="cpu")).bulk_batch_tokens == CPU_BULK_BATCH_TOKENS
+    cpu = Embedder(EmbeddingSettings(device="cpu"))
+    assert cpu.batch_tokens == cpu.bulk_batch_tokens == CPU_BATCH_TOKENS
     assert Embedder(EmbeddingSettings(device="cpu", batch_tokens=256)).bulk_batch_tokens == 256
+    small = Embedder(EmbeddingSettings(device="cpu", bulk_batch_tokens=512))
+    assert (small.batch_tokens, small.bulk_batch_tokens) == (CPU_BATCH_TOKENS, 512)
     custom = EmbeddingSettings(device="cuda", bulk_batch_tokens=2048)
     assert Embedder(custom).bulk_batch_tokens == 2048
-    assert Embedder(EmbeddingSettings(device="cuda")).bulk_batch_tokens == 8192
+    gpu = Embedder(EmbeddingSettings(device="cuda"))
+    assert gpu.batch_tokens == gpu.bulk_batch_tokens == GPU_BATCH_TOKENS
