@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument(
         "--queries", type=int, help="SciFact test queries reranked per runtime (default: all)"
     )
+    parser.add_argument("--rerank-model", help="rerank.model to time (default: the settings')")
     parser.add_argument("--quick", action="store_true", help="64 passages, 1 repeat")
     args = parser.parse_args()
     if args.quick:
@@ -196,7 +197,7 @@ def main() -> None:
     write_table("backends", "Embedding per runtime", header, table, notes)
 
     try:
-        write_rerank_table(exports, queries=args.queries)
+        write_rerank_table(exports, args.rerank_model, args.queries)
     except FileNotFoundError as exc:  # no reranker trained here
         print(f"reranker rows skipped: {exc}")
 

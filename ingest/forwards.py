@@ -57,9 +57,11 @@ def build_forward(
     runtime: Runtime,
     export_prefix: Path,
     calibration: Sequence[Any],
+    int8_skip: Sequence[str] = (),
 ) -> Forward:
     """Exports go to ``<export_prefix>-openvino-<fp32|int8>``; ``calibration``: inputs
-    for ``preprocess`` (texts, or (query, passage) pairs) that int8 quantization observes."""
+    for ``preprocess`` (texts, or (query, passage) pairs) that int8 quantization observes;
+    ``int8_skip``: node-name patterns left unquantized (they run at bf16)."""
     if runtime.backend == "torch":
         return TorchForward(module, runtime.precision)
     example = model_inputs(preprocess(list(calibration[:2])))
@@ -70,7 +72,7 @@ def build_forward(
     # fp32 and bf16 share one export: the precision is a compile option.
     exported_as = "int8" if runtime.precision == "int8" else "fp32"
     target = export_prefix.with_name(f"{export_prefix.name}-openvino-{exported_as}")
-    export(module, example, target, exported_as, samples)
+    export(module, example, target, exported_as, samples, int8_skip)
     return OpenVinoForward(target, runtime.precision)
 
 
@@ -85,6 +87,7 @@ class EncoderModel:
     module: Any  # the transformers module whose forward pass runs on the runtime
     preprocess: Callable[[list[Any]], dict[str, Any]]  # texts or pairs -> model inputs
     export_dir: Path
+    int8_skip: tuple[str, ...] = ()  # node-name patterns int8 leaves at bf16
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +111,14 @@ def settle_runtime(
     one recorded for this model and machine), with its forward pass. ``calibration``
     turns the builder of forward passes into the gate and timing for this kind of model;
     ``quantize_inputs`` are what int8 quantization observes."""
-    fingerprint = model_fingerprint(model.path, model.kind, str(model.max_length))
+    recipe = "|".join([str(model.max_length), *model.int8_skip])  # a new recipe, a new export
+    fingerprint = model_fingerprint(model.path, model.kind, recipe)
 
     def build(runtime: Runtime) -> Forward:
         prefix = model.export_dir / f"{model.kind}-{fingerprint}"
-        return build_forward(model.module, model.preprocess, runtime, prefix, quantize_inputs)
+        return build_forward(
+            model.module, model.preprocess, runtime, prefix, quantize_inputs, model.int8_skip
+        )
 
     options = candidates(request.backend, request.precision, request.device)
     record = choice_record(

@@ -33,6 +33,7 @@ def export(
     folder: Path,
     precision: str,
     calibration: Sequence[dict[str, Any]] = (),
+    int8_skip: Sequence[str] = (),
 ) -> Path:
     """``folder/model.xml`` for ``module`` (a transformers model taking ``example``'s
     tensors), made if missing. Concurrent processes wait on one lock; a crash mid-export
@@ -60,6 +61,7 @@ def export(
                 dataset,
                 model_type=nncf.ModelType.TRANSFORMER,
                 subset_size=len(calibration),
+                ignored_scope=nncf.IgnoredScope(patterns=list(int8_skip), validate=False),
             )
         # fp16 compression would round the weights: the precision is chosen at compile.
         ov.save_model(model, tmp / MODEL_FILE, compress_to_fp16=False)

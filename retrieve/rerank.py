@@ -32,6 +32,10 @@ METADATA_FILE = "ragline_reranker.json"  # written by ``ragline reranker train``
 GATE_QUERIES = 8
 GATE_PASSAGES = 10  # per gate query: a depth-10 ranking each
 TIMED_PAIRS = 20  # one depth-20 rerank
+# Left at bf16 by int8: the feed-forward down-projections and the scoring head. Fully
+# int8, a 4-layer SciFact reranker lost 0.009 nDCG@10 to fp32 (rank correlation on its
+# hybrid top 20: 0.989); with these at bf16, 0.994, at ~15% of int8's speed-up.
+RERANK_INT8_SKIP = (r".*layer\.\d+\.output\.dense.*", ".*pooler.*", ".*classifier.*")
 
 
 def resolve_reranker_path(name: str, models_dir: Path) -> str:
@@ -151,6 +155,7 @@ class _Scorer:
                 model[0].auto_model,
                 lambda batch: model.preprocess(batch),
                 reranker.export_dir,
+                RERANK_INT8_SKIP,
             ),
             RuntimeRequest(
                 settings.backend,

@@ -218,13 +218,13 @@ app.add_typer(reranker_app, name="reranker")
 @reranker_app.command("train")
 def train_reranker_command(
     dataset: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv (SciFact)")],
-    epochs: Annotated[int, typer.Option()] = 2,
+    epochs: Annotated[int, typer.Option()] = 3,
     negatives: Annotated[int, typer.Option(help="BM25 hard negatives per group")] = 7,
     max_length: Annotated[int, typer.Option(help="tokens per (query, doc) pair")] = 128,
     max_queries: Annotated[int | None, typer.Option()] = None,
     layers: Annotated[
-        int | None, typer.Option(help="keep the first N encoder layers (fewer: faster)")
-    ] = None,
+        int, typer.Option(help="keep the first N of the encoder's 6 layers (fewer: faster)")
+    ] = 4,
     output: Annotated[Path | None, typer.Option(help="default: the builtin model's folder")] = None,
 ) -> None:
     """Fine-tune the default cross-encoder from the shipped MiniLM on the train split only."""
