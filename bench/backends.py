@@ -41,9 +41,10 @@ from bench.common import (
 from bench.flops import EncoderShape, mean_encoder_flops
 from bench.gemm import SQUARE, Ceilings
 from bench.peers.plain import encode_rate
+from bench.rerank_runtimes import runtimes
 from bench.rerank_runtimes import write as write_rerank_table
 from ragline.ingest.embed import Embedder
-from ragline.ingest.runtime import PREFERENCE, openvino_available
+from ragline.ingest.runtime import openvino_available
 from ragline.ingest.tokens import HFTokenCounter
 from ragline.settings import EmbeddingSettings
 
@@ -73,10 +74,6 @@ def passages(count: int, tokens: int, counter: HFTokenCounter) -> list[str]:
         if len(found) == count:
             return found
     raise ValueError(f"SciFact has fewer than {count} abstracts of {tokens} tokens")
-
-
-def runtimes() -> list[tuple[str, str]]:
-    return [(b, p) for b, p in PREFERENCE if b == "torch" or openvino_available(p)]
 
 
 def main() -> None:

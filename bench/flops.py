@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.gemm import square_rate
 
 CPUINFO = Path("/proc/cpuinfo")
 CPUFREQ_MAX = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
@@ -169,25 +170,6 @@ def passages_per_s_bound(peak_flops: float, flops_per_passage: float) -> float:
     return peak_flops / flops_per_passage
 
 
-def measured_gemm_flops(size: int = 1024, seconds: float = 1.0) -> float:
-    """FP32 FLOP/s of torch's matrix multiply on this machine (best of a few rounds):
-    what a dense kernel attains, for comparison with the paper peak."""
-    import torch
-
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
-    for _ in range(3):
-        torch.mm(a, b)
-    best = 0.0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        for _ in range(4):
-            torch.mm(a, b)
-        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - started))
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=float, default=128, help="tokens per passage")
@@ -206,7 +188,7 @@ def main() -> None:
         print(line)
     print(f"upper bound: {passages_per_s_bound(peak.flops, flops):.0f} passages/s")
     if args.gemm:
-        gemm = measured_gemm_flops()
+        gemm = square_rate("fp32")
         print(
             f"torch FP32 GEMM attains {gemm / 1e9:.0f} GFLOP/s ({gemm / peak.flops:.0%} of peak)"
             f": {passages_per_s_bound(gemm, flops):.0f} passages/s at that rate"

@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.flops import EncoderShape
+if TYPE_CHECKING:
+    from bench.flops import EncoderShape
 
 SQUARE = 1024
 PRECISIONS = ("fp32", "bf16", "int8")

@@ -50,9 +50,9 @@ from bench.flops import (
     EncoderShape,
     cpu_peak,
     mean_encoder_flops,
-    measured_gemm_flops,
     passages_per_s_bound,
 )
+from bench.gemm import square_rate
 from bench.peers import llamaindex
 from bench.peers.plain import encode_rate
 from bench.short_files import write_short_files
@@ -311,7 +311,7 @@ def main() -> None:
 
     shape = EncoderShape.from_config(embedder.model_path)
     peak = cpu_peak()
-    gemm = measured_gemm_flops()
+    gemm = square_rate("fp32")
     rows: list[list[object]] = []
     panels: list[Panel] = []
     for corpus_name, systems in results.items():

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import SHARED_DATA, environment, write_table
-from ragline.evaluation.beir import load_beir
+from ragline.evaluation.beir import BeirDataset, load_beir
 from ragline.evaluation.evaluate import EvalConfig, EvalRow, Evaluator
 from ragline.ingest.runtime import PREFERENCE, openvino_available
 from ragline.retrieve.rerank import CrossEncoderReranker, resolve_reranker_path
@@ -43,11 +43,8 @@ def runtimes() -> list[tuple[str, str]]:
 
 
 def evaluate(
-    settings: Settings, depth: int, reranker: CrossEncoderReranker | None, queries: int | None
+    settings: Settings, data: BeirDataset, depth: int, reranker: CrossEncoderReranker | None
 ) -> EvalRow:
-    data = load_beir(SCIFACT, "test")
-    if queries:
-        data.queries = dict(list(data.queries.items())[:queries])
     evaluator = Evaluator(settings, data, "scifact", (lambda: reranker) if reranker else None)
     chunking = settings.chunking
     (row,) = evaluator.run([EvalConfig(chunking.size, chunking.overlap, "hybrid", depth)])
@@ -63,7 +60,10 @@ def rerank_rows(
         settings.rerank.model = model
     path = Path(resolve_reranker_path(settings.rerank.model, settings.models_dir))
     config = json.loads((path / "config.json").read_text())
-    plain = evaluate(settings, 0, None, queries)
+    data = load_beir(SCIFACT, "test")
+    if queries:
+        data.queries = dict(list(data.queries.items())[:queries])
+    plain = evaluate(settings, data, 0, None)
     found: dict[str, tuple[EvalRow, float]] = {}
     for backend, precision in runtimes():
         reranker = CrossEncoderReranker(
@@ -73,7 +73,7 @@ def rerank_rows(
             settings.models_dir,
             exports,
         )
-        row = evaluate(settings, settings.rerank.depth, reranker, queries)
+        row = evaluate(settings, data, settings.rerank.depth, reranker)
         found[f"{backend}-{precision}"] = (row, reranker.runtime.quality)
     reference = found["torch-fp32"][0]
     rows: list[list[object]] = [
