@@ -166,11 +166,20 @@ function renderPicker() {
   save(localStorage, KEYS.collection, state.collection);
 }
 
+let documentsRequest = 0;
+
 async function loadDocuments() {
   const name = state.collection;
-  clear(ui.documents);
-  ui.docCount.textContent = "";
+  const request = ++documentsRequest;
+  if (ui.documents.dataset.collection !== name) {
+    // Another collection's rows must not stay on screen while this one loads.
+    clear(ui.documents);
+    ui.docCount.textContent = "";
+    ui.documents.dataset.collection = name;
+  }
   if (!name) {
+    clear(ui.documents);
+    ui.docCount.textContent = "";
     ui.docsEmpty.hidden = false;
     ui.docsEmpty.textContent = state.refused
       ? "Enter an API key in Settings to see the documents."
@@ -178,6 +187,8 @@ async function loadDocuments() {
     return;
   }
   if (state.pending.has(name)) {
+    clear(ui.documents);
+    ui.docCount.textContent = "";
     ui.docsEmpty.hidden = false;
     ui.docsEmpty.textContent = `“${name}” is new: upload files to create it.`;
     return;
@@ -189,12 +200,14 @@ async function loadDocuments() {
     if (!(err instanceof ApiError && err.isAuth)) reportError(err);
     return;
   }
-  if (name !== state.collection) return; // switched meanwhile
+  // A newer load (another job finished, a delete, a switch) supersedes this one.
+  if (request !== documentsRequest) return;
   docs.sort((a, b) => a.name.localeCompare(b.name));
   ui.docCount.textContent = `${docs.length} in ${name}`;
   ui.docsEmpty.hidden = docs.length > 0;
   ui.docsEmpty.textContent = "No documents yet.";
-  for (const doc of docs) ui.documents.append(documentRow(name, doc));
+  // One swap, so the list is never seen empty or doubled while the request is in flight.
+  ui.documents.replaceChildren(...docs.map((doc) => documentRow(name, doc)));
 }
 
 function documentRow(collection, doc) {
