@@ -2,7 +2,7 @@
 what ``auto`` chose), against a plain sentence-transformers fp32 loop in the same run, and
 against the GEMM rate measured in the same run at each precision.
 
-    python -m bench.backends [--passages N] [--repeats R] [--quick]
+    python -m bench.backends [--passages N] [--repeats R] [--quick] [--name NAME]
 
 Passages are SciFact abstracts cut to 85 and to 256 tokens of the model's tokenizer (short
 and full chunks). Per repeat every runtime encodes the same passages, in a rotated order,
@@ -44,14 +44,14 @@ from bench.peers.plain import encode_rate
 from bench.rerank_runtimes import runtimes
 from bench.rerank_runtimes import write as write_rerank_table
 from ragline.ingest.embed import Embedder
-from ragline.ingest.runtime import openvino_available
+from ragline.ingest.runtime import SPEED_FLAGS, cpu_flags, cpu_name, openvino_available
 from ragline.ingest.tokens import HFTokenCounter
 from ragline.settings import EmbeddingSettings
 
 SCIFACT = SHARED_DATA / "beir" / "scifact" / "corpus.jsonl"
 LENGTHS = (85, 256)
 PLAIN = "plain SentenceTransformer fp32 (peer)"
-PACKAGES = ("torch", "sentence-transformers", "openvino", "nncf")
+PACKAGES = ("torch", "sentence-transformers", "openvino", "nncf", "onnxruntime")
 
 
 @dataclass(slots=True)
@@ -85,6 +85,11 @@ def main() -> None:
     )
     parser.add_argument("--rerank-model", help="rerank.model to time (default: the settings')")
     parser.add_argument("--quick", action="store_true", help="64 passages, 1 repeat")
+    parser.add_argument(
+        "--name",
+        default="backends",
+        help="results name (another class of CPU keeps its own: backends-avx2)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.passages, args.repeats, args.queries = 64, 1, 8
@@ -178,6 +183,7 @@ def main() -> None:
         )  # fmt: skip
     notes = [
         environment(PACKAGES),
+        f"CPU: {cpu_name()}, with {', '.join(sorted(cpu_flags() & SPEED_FLAGS))}.",
         f"{args.passages} SciFact passages per length, {args.repeats} repeats, rotated order.",
         "GEMM ceiling per precision: the faster of torch's square GEMM "
         f"({SQUARE}x{SQUARE}) and the model's own matrix products alone (OpenVINO, "
@@ -191,10 +197,10 @@ def main() -> None:
         f"auto chose {chosen.runtime.name} ({chosen.reason}) in {choice_seconds:.0f} s, once "
         "per machine: exports, int8 calibration, gate and timing.",
     ]
-    write_table("backends", "Embedding per runtime", header, table, notes)
+    write_table(args.name, "Embedding per runtime", header, table, notes)
 
     try:
-        write_rerank_table(exports, args.rerank_model, args.queries)
+        write_rerank_table(exports, args.rerank_model, args.queries, f"{args.name}-rerank")
     except FileNotFoundError as exc:  # no reranker trained here
         print(f"reranker rows skipped: {exc}")
 
@@ -207,7 +213,7 @@ def main() -> None:
         )
         for tokens in LENGTHS
     ]
-    write_plot("backends", "Embedding per runtime", panels)
+    write_plot(args.name, "Embedding per runtime", panels)
 
 
 if __name__ == "__main__":

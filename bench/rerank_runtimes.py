@@ -20,12 +20,12 @@ from pathlib import Path
 from bench.common import SHARED_DATA, environment, write_table
 from ragline.evaluation.beir import BeirDataset, load_beir
 from ragline.evaluation.evaluate import EvalConfig, EvalRow, Evaluator
-from ragline.ingest.runtime import PREFERENCE, openvino_available
+from ragline.ingest.runtime import PREFERENCE, installed
 from ragline.retrieve.rerank import CrossEncoderReranker, resolve_reranker_path
 from ragline.settings import RerankSettings, Settings, load_settings
 
 SCIFACT = SHARED_DATA / "beir" / "scifact"
-PACKAGES = ("torch", "sentence-transformers", "openvino", "nncf")
+PACKAGES = ("torch", "sentence-transformers", "openvino", "nncf", "onnxruntime")
 TITLE = "Rerank@20 per runtime"
 HEADER = [
     "runtime",
@@ -39,7 +39,7 @@ HEADER = [
 
 
 def runtimes() -> list[tuple[str, str]]:
-    return [(b, p) for b, p in PREFERENCE if b == "torch" or openvino_available(p)]
+    return [(b, p) for b, p in PREFERENCE if installed(b, p)]
 
 
 def evaluate(
@@ -101,9 +101,14 @@ def rerank_rows(
     return rows, notes
 
 
-def write(exports: Path, model: str | None = None, queries: int | None = None) -> None:
+def write(
+    exports: Path,
+    model: str | None = None,
+    queries: int | None = None,
+    name: str = "backends-rerank",
+) -> None:
     rows, notes = rerank_rows(exports, model, queries)
-    write_table("backends-rerank", TITLE, HEADER, rows, notes)
+    write_table(name, TITLE, HEADER, rows, notes)
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""A transformers model's forward pass on one runtime: torch at fp32 or bf16, or an
-OpenVINO export at fp32, bf16 or int8."""
+"""A transformers model's forward pass on one runtime: torch at fp32 or bf16, an OpenVINO
+export at fp32, bf16 or int8, or an ONNX Runtime export at fp32 or int8."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragline.ingest.openvino_export import OpenVinoForward, export
+from ragline.ingest import onnx_export, openvino_export
 from ragline.ingest.runtime import (
     Calibration,
     Forward,
@@ -59,21 +59,31 @@ def build_forward(
     calibration: Sequence[Any],
     int8_skip: Sequence[str] = (),
 ) -> Forward:
-    """Exports go to ``<export_prefix>-openvino-<fp32|int8>``; ``calibration``: inputs
-    for ``preprocess`` (texts, or (query, passage) pairs) that int8 quantization observes;
-    ``int8_skip``: node-name patterns left unquantized (they run at bf16)."""
+    """Exports go to ``<export_prefix>-<openvino|onnx>-<fp32|int8>``; ``calibration``:
+    inputs for ``preprocess`` (texts, or (query, passage) pairs) that int8 quantization
+    observes; ``int8_skip``: node-name patterns left unquantized (at bf16 in
+    OpenVINO, fp32 in ONNX Runtime)."""
     if runtime.backend == "torch":
         return TorchForward(module, runtime.precision)
-    example = model_inputs(preprocess(list(calibration[:2])))
+    # The longest and the shortest of a few inputs: the traced example holds padding.
+    few = list(calibration[:16])
+    example = model_inputs(preprocess([max(few, key=_size), min(few, key=_size)]))
+    # fp32 and bf16 share one export: the precision is a compile option.
+    exported_as = "int8" if runtime.precision == "int8" else "fp32"
+    target = export_prefix.with_name(f"{export_prefix.name}-{runtime.backend}-{exported_as}")
     samples = [
         model_inputs(preprocess(list(calibration[i : i + CALIBRATION_BATCH])))
         for i in range(0, len(calibration), CALIBRATION_BATCH)
     ]
-    # fp32 and bf16 share one export: the precision is a compile option.
-    exported_as = "int8" if runtime.precision == "int8" else "fp32"
-    target = export_prefix.with_name(f"{export_prefix.name}-openvino-{exported_as}")
-    export(module, example, target, exported_as, samples, int8_skip)
-    return OpenVinoForward(target, runtime.precision)
+    if runtime.backend == "onnx":
+        onnx_export.export(module, example, target, exported_as, samples, int8_skip)
+        return onnx_export.OnnxForward(target)
+    openvino_export.export(module, example, target, exported_as, samples, int8_skip)
+    return openvino_export.OpenVinoForward(target, runtime.precision)
+
+
+def _size(item: Any) -> int:
+    return len(str(item))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +121,8 @@ def settle_runtime(
     one recorded for this model and machine), with its forward pass. ``calibration``
     turns the builder of forward passes into the gate and timing for this kind of model;
     ``quantize_inputs`` are what int8 quantization observes."""
-    recipe = "|".join([str(model.max_length), *model.int8_skip])  # a new recipe, a new export
+    # A new recipe, a new export.
+    recipe = "|".join([str(model.max_length), *model.int8_skip, onnx_export.RECIPE])
     fingerprint = model_fingerprint(model.path, model.kind, recipe)
 
     def build(runtime: Runtime) -> Forward:

@@ -10,21 +10,16 @@ calibration runs on shipped text: the library helpers default to a dataset on a 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
+
+from ragline.ingest.export_folder import made_once, numpy_inputs
 
 MODEL_FILE = "model.xml"
-
-
-def _inputs(features: dict[str, Any], names: Sequence[str]) -> dict[str, np.ndarray]:
-    return {name: np.asarray(features[name]) for name in names}
 
 
 def export(
@@ -36,26 +31,17 @@ def export(
     int8_skip: Sequence[str] = (),
 ) -> Path:
     """``folder/model.xml`` for ``module`` (a transformers model taking ``example``'s
-    tensors), made if missing. Concurrent processes wait on one lock; a crash mid-export
-    leaves only a temporary folder, removed by the next try."""
-    target = folder / MODEL_FILE
-    if target.is_file():
-        return target
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if target.is_file():
-            return target
+    tensors), made if missing."""
+
+    def make(tmp: Path) -> None:
         import openvino as ov
 
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         names = list(example)
         model = ov.convert_model(module, example_input={k: example[k] for k in names})
         if precision == "int8":
             import nncf
 
-            dataset = nncf.Dataset([_inputs(batch, names) for batch in calibration])
+            dataset = nncf.Dataset([numpy_inputs(batch, names) for batch in calibration])
             model = nncf.quantize(
                 model,
                 dataset,
@@ -66,8 +52,8 @@ def export(
         # fp16 compression would round the weights: the precision is chosen at compile.
         ov.save_model(model, tmp / MODEL_FILE, compress_to_fp16=False)
         (tmp / "inputs.json").write_text(json.dumps(names))
-        os.replace(tmp, folder)
-    return target
+
+    return made_once(folder, MODEL_FILE, make)
 
 
 class OpenVinoForward:
@@ -94,6 +80,6 @@ class OpenVinoForward:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        request.infer(_inputs(features, self.names), share_inputs=True)
+        request.infer(numpy_inputs(features, self.names), share_inputs=True)
         # A copy: the request's output memory is written again by its next call.
         return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))

@@ -1,6 +1,6 @@
 """Encoder runtimes: token-budget batches, the candidates a machine offers, the quality
-gate and the recorded choice; then the real exports (OpenVINO fp32/bf16/int8) against
-torch fp32 on SciFact text."""
+gate and the recorded choice; then the real exports (OpenVINO int8, ONNX Runtime fp32 and
+int8) against torch fp32 on SciFact text."""
 
 from __future__ import annotations
 
@@ -52,10 +52,22 @@ def test_candidates_follow_the_settings_and_the_machine(monkeypatch: pytest.Monk
     monkeypatch.setattr(rt, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
     names = [r.name for r in candidates("auto", "auto", "cpu")]
     assert "torch-bf16" in names and "openvino-fp32" not in names  # dominated by ov bf16
+    # ONNX Runtime only when asked for (no faster than OpenVINO's), int8 only by name (it
+    # loses retrieval quality the cosine gate does not see); no bf16.
+    monkeypatch.setattr(rt, "onnx_available", lambda: True)
+    assert not any(r.backend == "onnx" for r in candidates("auto", "auto", "cpu"))
+    assert not any(r.backend == "onnx" for r in candidates("auto", "int8", "cpu"))
+    assert candidates("onnx", "auto", "cpu") == [Runtime("onnx", "fp32")]
+    assert candidates("onnx", "int8", "cpu") == [Runtime("onnx", "int8")]
+    assert candidates("onnx", "fp32", "cpu") == [Runtime("onnx", "fp32")]
+    with pytest.raises(ValueError, match="no bf16"):
+        candidates("onnx", "bf16", "cpu")
+    monkeypatch.setattr(rt, "onnx_available", lambda: False)
     monkeypatch.setattr(rt, "openvino_available", lambda precision: False)
     assert [r.name for r in candidates("auto", "auto", "cpu")] == ["torch-bf16", "torch-fp32"]
-    with pytest.raises(ValueError, match="no runtime"):
-        candidates("openvino", "auto", "cpu")
+    for backend in ("openvino", "onnx"):
+        with pytest.raises(ValueError, match="no runtime"):
+            candidates(backend, "auto", "cpu")
     with pytest.raises(ValueError, match="no runtime"):
         candidates("torch", "int8", "cpu")
 
@@ -73,7 +85,8 @@ def test_cuda_offers_torch_bf16_and_fp32_only(monkeypatch: pytest.MonkeyPatch) -
     assert candidates("auto", "bf16", "cuda") == [bf16]
     # OpenVINO and int8 are CPU runtimes: refused on CUDA, not silently replaced.
     monkeypatch.setattr(rt, "openvino_available", lambda precision: True)
-    for backend, precision in [("openvino", "auto"), ("openvino", "bf16"), ("auto", "int8")]:
+    cpu_only = [("openvino", "auto"), ("openvino", "bf16"), ("onnx", "fp32"), ("auto", "int8")]
+    for backend, precision in cpu_only:
         with pytest.raises(ValueError, match="on CUDA: only torch"):
             candidates(backend, precision, "cuda")
 
@@ -178,7 +191,10 @@ def scifact_texts(shared_data: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("backend", "precision"), [("openvino", "int8"), ("torch", "bf16")])
+@pytest.mark.parametrize(
+    ("backend", "precision"),
+    [("openvino", "int8"), ("torch", "bf16"), ("onnx", "int8"), ("onnx", "fp32")],
+)
 def test_faster_runtimes_match_fp32_vectors(
     backend: str, precision: str, scifact_texts: list[str], tmp_path: Path
 ) -> None:
@@ -193,20 +209,32 @@ def test_faster_runtimes_match_fp32_vectors(
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
     cosines = np.sum(expected * got, axis=1)
     assert cosines.mean() >= 0.99 and cosines.min() >= 0.97, (cosines.mean(), cosines.min())
+    if precision == "fp32":  # the same arithmetic, another runtime: equal up to rounding
+        assert cosines.min() >= 0.9999, cosines.min()
     # Nearest neighbours agree: each title finds the same abstract under both.
     titles, abstracts = slice(64, 96), slice(0, 64)
     same = np.argmax(expected[titles] @ expected[abstracts].T, 1) == np.argmax(
         got[titles] @ got[abstracts].T, 1
     )
-    assert same.mean() >= 0.9
-    if backend == "openvino":
-        (export,) = [p for p in exports.iterdir() if p.is_dir() and p.name.endswith("-int8")]
-        assert (export / "model.xml").is_file() and (export / "model.bin").is_file()
-        made = (export / "model.bin").stat().st_mtime
+    # ONNX Runtime's static int8 moves more neighbours (25 of 32 kept when measured): the
+    # retrieval loss for which auto never picks it.
+    assert same.mean() >= (0.7 if (backend, precision) == ("onnx", "int8") else 0.9)
+    # A text's vector does not depend on what it is batched with (a query embedded alone
+    # must match the same text stored from a batch of longer ones).
+    alone = np.stack([fast.encode([text])[0] for text in scifact_texts[60:68]])
+    # bf16 rounds differently in differently shaped products (~1e-3 per component);
+    # dynamic int8's per-batch scales moved components by up to 0.03.
+    assert np.abs(alone - got[60:68]).max() <= (2e-3 if precision == "bf16" else 1e-4)
+    if backend != "torch":
+        (export,) = [p for p in exports.iterdir() if p.is_dir() and backend in p.name]
+        assert export.name.endswith(f"-{backend}-{precision}")
+        weights = export / ("model.bin" if backend == "openvino" else "model.onnx")
+        assert weights.is_file() and not list(exports.glob("*.tmp"))
+        made = weights.stat().st_mtime
         # Another process (a server, the CLI) reuses the export and the recorded choice.
         again = Embedder(EmbeddingSettings(backend=backend, precision=precision), exports)
         assert again.encode(scifact_texts[:4]).shape == (4, 384)
-        assert (export / "model.bin").stat().st_mtime == made
+        assert weights.stat().st_mtime == made
         assert again.runtime.to_json() == fast.runtime.to_json()
 
 
