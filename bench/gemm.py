@@ -6,7 +6,8 @@ Two GEMMs are timed and the faster kept, so the ceiling is never understated:
   hidden x hidden projections, the feed-forward up and down, as a chain of OpenVINO
   FullyConnected layers over ``rows`` tokens at once (int8: quantized by NNCF, as the
   int8 runtime is), and the same chain in ONNX Runtime (int8: its dynamic quantization,
-  as that runtime's is; on an AVX2-only CPU it is the faster int8 GEMM). A whole model
+  whose integer products are the kernels the static int8 export runs; on an AVX2-only CPU
+  it is the faster int8 GEMM). A whole model
   cannot run faster than its matrix products alone.
 """
 
@@ -124,7 +125,7 @@ class LayerChain:
 
 def _onnx_sessions(module: Any, example: np.ndarray) -> dict[str, Any]:
     """ONNX Runtime sessions of ``module`` at fp32 and at dynamic int8 (weights per
-    channel), as ingest/onnx_export.py makes them."""
+    channel; no calibration needed for a chain of products)."""
     import onnxruntime as ort
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -3,13 +3,14 @@ sentence-transformers + FAISS loop.
 
     python -m bench.query [--collection NAME] [--queries N] [--repeats R] [--quick]
 
-The collection: the full SciFact collection `ragline eval` builds (beir-scifact-c256-o32)
-when it exists; otherwise one the benchmark builds from the first --corpus-docs SciFact
-abstracts (bench-scifact<N>-c256-o32; embeddings go through the same cache `ragline eval`
-uses). Queries: the SciFact test queries. All systems run in this process, over the same
-chunks and the same vectors (LlamaIndex gets ragline's stored vectors, so nothing is
-embedded twice), one query at a time, top 10, interleaved query by query; every figure
-is a median of R repeats (min-max) of the per-repeat p50/p95.
+The collection: the full SciFact collection `ragline eval` builds for the embedding runtime
+in use (beir-scifact-c256-o32-<runtime>) when it exists; otherwise one the benchmark
+builds from the first --corpus-docs SciFact abstracts (bench-scifact<N>-c256-o32;
+embeddings go through the same cache `ragline eval` uses). Queries: the SciFact test
+queries. All systems run in this process, over the same chunks and the same vectors
+(LlamaIndex gets ragline's stored vectors, so nothing is embedded twice), one query at a
+time, top 10, interleaved query by query; every figure is a median of R repeats (min-max)
+of the per-repeat p50/p95.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from bench.common import (
 from bench.peers import llamaindex
 from bench.peers.plain import searcher
 from ragline.evaluation.beir import BeirDataset, load_beir
-from ragline.evaluation.evaluate import beir_documents
+from ragline.evaluation.evaluate import beir_documents, eval_collection_name
 from ragline.evaluation.metrics import percentile
 from ragline.ingest.collection import Collection
 from ragline.ingest.embed_cache import CachingEmbedder
@@ -50,8 +51,7 @@ from ragline.service.components import Components, RerankerUnavailable
 from ragline.settings import Settings, load_settings
 
 DEFAULT_DATA = SHARED_DATA / "beir" / "scifact"
-EVAL_COLLECTION = "beir-scifact-c256-o32"  # what `ragline eval` builds (chunk 256, overlap 32)
-CHUNK_SIZE, OVERLAP = 256, 32
+CHUNK_SIZE, OVERLAP = 256, 32  # as `ragline eval` builds its SciFact collection
 PLAIN = "plain encode + FAISS (floor)"
 LLAMA_FAISS = "LlamaIndex retriever, FAISS store (peer)"
 LLAMA_DEFAULT = "LlamaIndex retriever, default in-memory store"
@@ -82,8 +82,10 @@ def open_or_build(settings: Settings, name: str, data: BeirDataset, docs: int) -
     collections = CollectionService(Components(settings))
     if name != "auto":
         return collections.open(name)
-    if EVAL_COLLECTION in collections.names():
-        collection = collections.open(EVAL_COLLECTION)
+    runtime = collections.components.embedder.runtime_name
+    built_by_eval = eval_collection_name("scifact", CHUNK_SIZE, OVERLAP, runtime)
+    if built_by_eval in collections.names():
+        collection = collections.open(built_by_eval)
         if collection.docstore.counts()[0] > 0:
             return collection
         collection.close()

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ragline.ingest.forwards import EncoderModel, RuntimeRequest, settle_runtime
+from ragline.ingest.forwards import (
+    EncoderModel,
+    RuntimeRequest,
+    export_fingerprint,
+    settle_runtime,
+)
 from ragline.ingest.runtime import (
     REFERENCE,
     Calibration,
@@ -105,6 +110,15 @@ class Embedder:
     @property
     def runtime_name(self) -> str:
         return self.runtime.runtime.name
+
+    @cached_property
+    def vectors_id(self) -> str:
+        """What a vector depends on besides its text: the runtime, and the model files,
+        export recipe and library versions its export was made from (a stored vector of
+        an earlier int8 recipe is close to this one's, not equal)."""
+        max_length = int(self.model.max_seq_length or 512)
+        fingerprint = export_fingerprint(self.model_path, "embedding", max_length)
+        return f"{self.runtime_name}-{fingerprint}"
 
     def encode(self, texts: list[str], *, bulk: bool = False) -> np.ndarray:
         """Unit vectors, one per text. The model is taken a forward pass at a time; with

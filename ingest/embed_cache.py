@@ -28,8 +28,8 @@ class CachingEmbedder(Embedder):
         self.misses = 0
 
     def _key(self, text: str) -> str:
-        # The runtime too: int8 vectors are close to fp32 ones, not equal.
-        key = f"{self.settings.model}\x00{self.runtime_name}\x00{text}"
+        # The runtime and its export too: int8 vectors are close to fp32 ones, not equal.
+        key = f"{self.settings.model}\x00{self.vectors_id}\x00{text}"
         return hashlib.sha256(key.encode()).hexdigest()
 
     def encode(self, texts: list[str], *, bulk: bool = False) -> np.ndarray:

@@ -111,6 +111,13 @@ class RuntimeRequest:
     minimum: float
 
 
+def export_fingerprint(path: str, kind: str, max_length: int, int8_skip: Sequence[str] = ()) -> str:
+    """Names a model's exports: its files, use, export recipe and library versions."""
+    # A new recipe, a new export.
+    recipe = "|".join([str(max_length), *int8_skip, onnx_export.RECIPE])
+    return model_fingerprint(path, kind, recipe)
+
+
 def settle_runtime(
     model: EncoderModel,
     request: RuntimeRequest,
@@ -121,9 +128,7 @@ def settle_runtime(
     one recorded for this model and machine), with its forward pass. ``calibration``
     turns the builder of forward passes into the gate and timing for this kind of model;
     ``quantize_inputs`` are what int8 quantization observes."""
-    # A new recipe, a new export.
-    recipe = "|".join([str(model.max_length), *model.int8_skip, onnx_export.RECIPE])
-    fingerprint = model_fingerprint(model.path, model.kind, recipe)
+    fingerprint = export_fingerprint(model.path, model.kind, model.max_length, model.int8_skip)
 
     def build(runtime: Runtime) -> Forward:
         prefix = model.export_dir / f"{model.kind}-{fingerprint}"

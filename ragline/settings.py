@@ -137,14 +137,14 @@ class EmbeddingSettings(BaseModel):
         "auto",
         "where the forward pass runs; auto: the fastest of torch and OpenVINO that passes "
         "the quality gate, timed once per machine and device (on CUDA torch only); onnx: "
-        "ONNX Runtime, only when asked for (fp32; int8 only with precision: int8)",
+        "ONNX Runtime, only when asked for (fp32 or int8)",
     )
     precision: Precision = _field(
         "auto",
         "auto: the fastest that passes the gate; bf16 needs the CPU's AVX512_BF16/AMX (on "
         "CUDA, an Ampere or later GPU); int8 runs on the CPU: OpenVINO's (NNCF, calibrated "
-        "on shipped text; fastest with VNNI) or, asked for, ONNX Runtime's (static; lost "
-        "0.010 SciFact nDCG@10 with MiniLM)",
+        "on shipped text; fastest with VNNI) or, asked for, ONNX Runtime's (NNCF's recipe "
+        "too; the faster int8 on AVX2-only CPUs)",
     )
     min_cosine: float = _field(
         0.99,

@@ -10,7 +10,9 @@ from ragline.evaluation.beir import load_beir
 from ragline.evaluation.evaluate import EvalConfig, Evaluator, parse_sweep
 from ragline.evaluation.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from ragline.evaluation.report import pareto_front, write_results
-from ragline.settings import Settings
+from ragline.ingest import onnx_export
+from ragline.ingest.embed_cache import CachingEmbedder
+from ragline.settings import EmbeddingSettings, Settings
 
 
 def test_metrics_match_hand_computed_values() -> None:
@@ -68,3 +70,31 @@ def test_evaluator_on_a_scifact_slice(
     assert (tmp_path / "out" / "eval.png").stat().st_size > 10_000
     assert "frontier" in report.read_text()
     assert pareto_front(rows)
+    # Each embedding runtime gets collections of its own: queries of one runtime are never
+    # scored against vectors another stored.
+    runtime = evaluator.embedder.runtime_name
+    names = {p.name for p in settings.storage.collections_dir.iterdir()}
+    assert {f"slice-c128-o16-{runtime}", f"slice-c256-o16-{runtime}"} <= {
+        n.removeprefix("beir-") for n in names
+    }
+
+
+def test_cached_vectors_are_keyed_by_runtime_and_export(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache, exports = tmp_path / "vectors.sqlite", tmp_path / "exports"
+    texts = ["alpha beta gamma", "delta epsilon"]
+    settings = EmbeddingSettings(backend="torch", precision="fp32")
+    first = CachingEmbedder(settings, cache, exports)
+    vectors = first.encode(texts)
+    assert (first.hits, first.misses) == (0, 2)
+    again = CachingEmbedder(settings, cache, exports)
+    assert np.array_equal(again.encode(texts), vectors)
+    assert (again.hits, again.misses) == (2, 0)
+    # Another export recipe (a new int8 recipe, a library upgrade) embeds again: its
+    # vectors are close to the stored ones, not equal.
+    monkeypatch.setattr(onnx_export, "RECIPE", onnx_export.RECIPE + "|next")
+    newer = CachingEmbedder(settings, cache, exports)
+    newer.encode(texts)
+    assert (newer.hits, newer.misses) == (0, 2)
+    assert newer.vectors_id.startswith("torch-fp32-") and newer.vectors_id != again.vectors_id

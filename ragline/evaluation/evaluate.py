@@ -1,7 +1,9 @@
 """Retrieval evaluation on BEIR-format data, and sweeps over chunking and rerank depth.
 
-Each chunking configuration gets its own collection (``beir-<dataset>-c<size>-o<overlap>``),
-kept between runs; embeddings are cached by text so overlapping configurations reuse
+Each chunking configuration and embedding runtime gets its own collection
+(``beir-<dataset>-c<size>-o<overlap>-<runtime>``), kept between runs: a run on another
+runtime indexes again rather than scoring its queries against another runtime's stored
+vectors; embeddings are cached by text so overlapping configurations reuse
 them. Chunk rankings are turned into document rankings (first occurrence wins), then
 scored with nDCG@10, recall@100 and MRR@10 against the qrels; per-query latency of the
 whole query path is recorded for p50/p95.
@@ -88,6 +90,11 @@ def beir_documents(dataset: BeirDataset) -> list[ParsedDocument]:
     return documents
 
 
+def eval_collection_name(dataset: str, size: int, overlap: int, runtime: str) -> str:
+    """The collection ``ragline eval`` keeps for a dataset, chunking and embedding runtime."""
+    return f"beir-{dataset}-c{size}-o{overlap}-{runtime}"
+
+
 class Evaluator:
     def __init__(
         self,
@@ -124,7 +131,7 @@ class Evaluator:
     def collection_for(self, size: int, overlap: int) -> Collection:
         settings = self.settings.model_copy(deep=True)
         settings.chunking.size, settings.chunking.overlap = size, overlap
-        name = f"beir-{self.dataset_name}-c{size}-o{overlap}"
+        name = eval_collection_name(self.dataset_name, size, overlap, self.embedder.runtime_name)
         collection = Collection.open(
             settings.storage.collections_dir, name, settings.index, create=True
         )
