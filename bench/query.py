@@ -82,8 +82,8 @@ def open_or_build(settings: Settings, name: str, data: BeirDataset, docs: int) -
     collections = CollectionService(Components(settings))
     if name != "auto":
         return collections.open(name)
-    runtime = collections.components.embedder.runtime_name
-    built_by_eval = eval_collection_name("scifact", CHUNK_SIZE, OVERLAP, runtime)
+    vectors_id = collections.components.embedder.vectors_id
+    built_by_eval = eval_collection_name("scifact", CHUNK_SIZE, OVERLAP, vectors_id)
     if built_by_eval in collections.names():
         collection = collections.open(built_by_eval)
         if collection.docstore.counts()[0] > 0:

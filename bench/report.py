@@ -21,6 +21,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from bench.common import RESULTS, parse_spread, verdict
@@ -341,11 +342,16 @@ def tuning_lines(results: Path, link: Callable[[str], str]) -> list[str]:
     return lines
 
 
-def backends_line(results: Path, link: Callable[[str], str]) -> str:
+def backends_line(
+    results: Path,
+    link: Callable[[str], str],
+    name: str = "backends",
+    label: str = "Embedding runtimes",
+) -> str:
     """The runtime ``auto`` chose, per passage length, against the plain fp32 loop and
     the GEMM ceiling at its precision; then the reranker's fastest runtime among those
     that pass its gate and keep SciFact nDCG@10 within 0.005 of torch fp32's."""
-    rows = read_rows(results / "backends.csv")
+    rows = read_rows(results / f"{name}.csv")
     parts = []
     for row in rows:
         if row["runtime"].endswith("(auto)"):
@@ -357,8 +363,8 @@ def backends_line(results: Path, link: Callable[[str], str]) -> str:
                 f"precision, cosine to fp32 {row['cosine to fp32 mean / min']} (mean / min)"
             )
     if not parts:
-        raise ValueError("no (auto) row in backends.csv")
-    rerank = results / "backends-rerank.csv"
+        raise ValueError(f"no (auto) row in {name}.csv")
+    rerank = results / f"{name}-rerank.csv"
     if rerank.exists():
         rows = read_rows(rerank)
         plain = next(r for r in rows if r["rerank@20 p50 ms"] == "-")
@@ -376,7 +382,31 @@ def backends_line(results: Path, link: Callable[[str], str]) -> str:
             f"nDCG@10 {best['nDCG@10']} ({best['Δ nDCG@10 vs torch fp32']} vs torch fp32; "
             f"{plain['nDCG@10']} without reranking)"
         )
-    return _bullet("Embedding runtimes", results, "backends", link, parts)
+    return _bullet(label, results, name, link, parts)
+
+
+def op_profile_line(results: Path, link: Callable[[str], str]) -> str:
+    """Per precision at the longest passages: the matrix products' share of the pass and
+    their own rate against the ceiling, then the largest other share."""
+    rows = read_rows(results / "op_profile.csv")
+    longest = max(int(r["tokens"]) for r in rows)
+    parts = []
+    for row in (r for r in rows if int(r["tokens"]) == longest):
+        others = {
+            k.removeprefix("% "): v
+            for k, v in row.items()
+            if k.startswith("% ") and "ceiling" not in k
+        }
+        others.pop("matrix products")
+        largest = max(others, key=lambda k: float(others[k].rstrip("%")))
+        parts.append(
+            f"{row['precision']} at {longest} tokens: matrix products "
+            f"{row['% matrix products']} of the pass at "
+            f"{row['% of GEMM ceiling (matrix products)']} of the GEMM ceiling, "
+            f"{largest} {others[largest]}, whole pass "
+            f"{row['% of GEMM ceiling (whole pass)']} of the ceiling"
+        )
+    return _bullet("Where a pass's time goes", results, "op_profile", link, parts)
 
 
 def file_eval_line(results: Path, link: Callable[[str], str]) -> str:
@@ -455,6 +485,12 @@ def faults_line(results: Path, link: Callable[[str], str]) -> str:
 SECTIONS: list[tuple[str, str, Callable[[Path, Callable[[str], str]], str]]] = [
     ("ingest.csv", "Ingestion", ingest_line),
     ("backends.csv", "Embedding runtimes", backends_line),
+    (
+        "backends-amx.csv",
+        "Embedding runtimes, AMX CPU",
+        partial(backends_line, name="backends-amx", label="Embedding runtimes, AMX CPU"),
+    ),
+    ("op_profile.csv", "Where a pass's time goes", op_profile_line),
     ("ingest-ray.csv", "Ingestion on Ray", ingest_ray_line),
     ("query.csv", "Query latency", query_line),
     ("generate.csv", "Generation", generate_line),

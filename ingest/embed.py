@@ -36,6 +36,8 @@ BUILTIN_PREFIX = "builtin:"
 CPU_BATCH_TOKENS = 2048  # a pass's activations stay in cache (see embedding.batch_tokens)
 GPU_BATCH_TOKENS = 8192
 TIMED_TEXTS = 32  # calibration texts each runtime is timed on (all of them gate it)
+# Node-name patterns int8 leaves at bf16 (OpenVINO) or fp32 (ONNX Runtime).
+EMBED_INT8_SKIP: tuple[str, ...] = (r".*intermediate\.dense.*",)
 
 
 def resolve_model_path(name: str) -> str:
@@ -117,7 +119,7 @@ class Embedder:
         export recipe and library versions its export was made from (a stored vector of
         an earlier int8 recipe is close to this one's, not equal)."""
         max_length = int(self.model.max_seq_length or 512)
-        fingerprint = export_fingerprint(self.model_path, "embedding", max_length)
+        fingerprint = export_fingerprint(self.model_path, "embedding", max_length, EMBED_INT8_SKIP)
         return f"{self.runtime_name}-{fingerprint}"
 
     def encode(self, texts: list[str], *, bulk: bool = False) -> np.ndarray:
@@ -231,6 +233,7 @@ class EncoderRuntime:
                 model[0].auto_model,
                 lambda batch: model.preprocess(batch),
                 embedder.export_dir,
+                EMBED_INT8_SKIP,
             ),
             RuntimeRequest(
                 settings.backend,

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ragline.ingest.export_folder import made_once, numpy_inputs
+from ragline.ingest.export_folder import made_once, nncf_int8, numpy_inputs
 
 MODEL_FILE = "model.onnx"
 OPSET = 17
@@ -95,11 +95,8 @@ def _quantize(
     calibration: Sequence[dict[str, Any]],
     int8_skip: Sequence[str],
 ) -> None:
-    import nncf
     import onnx
 
-    if not calibration:
-        raise ValueError("ONNX int8 needs calibration samples")
     model = onnx.load(str(source))
     weights = {tensor.name for tensor in model.graph.initializer}
     patterns = [re.compile(p) for p in int8_skip]
@@ -120,13 +117,7 @@ def _quantize(
             for tensor in set(node.input) - weights:
                 readers.setdefault(tensor, []).append(node.name)
     skipped += [name for names_ in readers.values() if len(names_) > 1 for name in names_]
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset([numpy_inputs(batch, names) for batch in calibration]),
-        model_type=nncf.ModelType.TRANSFORMER,
-        subset_size=len(calibration),
-        ignored_scope=nncf.IgnoredScope(names=skipped, types=["Gather"], validate=False),
-    )
+    quantized = nncf_int8(model, calibration, names, skip_names=skipped, skip_types=["Gather"])
     onnx.save(quantized, str(target))
 
 

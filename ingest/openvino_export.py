@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ragline.ingest.export_folder import made_once, numpy_inputs
+from ragline.ingest.export_folder import made_once, nncf_int8, numpy_inputs
 
 MODEL_FILE = "model.xml"
 
@@ -39,16 +39,7 @@ def export(
         names = list(example)
         model = ov.convert_model(module, example_input={k: example[k] for k in names})
         if precision == "int8":
-            import nncf
-
-            dataset = nncf.Dataset([numpy_inputs(batch, names) for batch in calibration])
-            model = nncf.quantize(
-                model,
-                dataset,
-                model_type=nncf.ModelType.TRANSFORMER,
-                subset_size=len(calibration),
-                ignored_scope=nncf.IgnoredScope(patterns=list(int8_skip), validate=False),
-            )
+            model = nncf_int8(model, calibration, names, skip_patterns=int8_skip)
         # fp16 compression would round the weights: the precision is chosen at compile.
         ov.save_model(model, tmp / MODEL_FILE, compress_to_fp16=False)
         (tmp / "inputs.json").write_text(json.dumps(names))
@@ -60,9 +51,16 @@ class OpenVinoForward:
     """A compiled model with an inference request per thread (safe from several threads;
     a request made per call cost a query's rerank a few milliseconds)."""
 
-    def __init__(self, folder: Path, precision: str, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        precision: str,
+        threads: int | None = None,
+        extra_config: dict[str, Any] | None = None,  # e.g. PERF_COUNT, for bench.op_profile
+    ) -> None:
         import openvino as ov
 
+        self.folder = folder
         self.names: list[str] = json.loads((folder / "inputs.json").read_text())
         # Without an explicit hint OpenVINO runs bf16 on any CPU that has it, fp32 included.
         config: dict[str, Any] = {
@@ -71,6 +69,7 @@ class OpenVinoForward:
         }
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
+        config.update(extra_config or {})
         self.compiled = ov.Core().compile_model(str(folder / MODEL_FILE), "CPU", config)
         self._local = threading.local()
 

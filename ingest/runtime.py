@@ -32,8 +32,10 @@ from filelock import FileLock
 # Fastest first, as measured on AVX-512 CPUs (MiniLM-L6, 256 tokens: OpenVINO int8 4.2x
 # torch fp32, OpenVINO bf16 2.8x, ONNX Runtime int8 2.4x (dynamic), torch bf16 2.2x,
 # OpenVINO fp32 1.3x); on AVX2 only: OpenVINO fp32 1.1-1.5x, ONNX Runtime int8 1.25-1.46x,
-# OpenVINO int8 0.95-1.1x. ``auto`` times those that pass the gate: the order only breaks
-# ties. ONNX Runtime's are offered only when asked for (see ``candidates``).
+# OpenVINO int8 0.95-1.1x; on an AMX CPU OpenVINO int8 and bf16 and torch bf16 within 10%
+# of each other, 3.2-3.7x the plain fp32 loop (attention and elementwise work, not the
+# matrix products, take most of a pass there). ``auto`` times those that pass the gate:
+# the order only breaks ties. ONNX Runtime's are offered only when asked for (see ``candidates``).
 PREFERENCE = (
     ("openvino", "int8"),
     ("openvino", "bf16"),
@@ -214,8 +216,8 @@ def candidates(backend: str, precision: str, device: str) -> list[Runtime]:
         if name == "onnx" and backend != "onnx":
             # Its fp32 is no faster than OpenVINO's; its int8 (NNCF's recipe) passes both
             # gates (MiniLM: cosine 0.997, SciFact nDCG@10 within 0.005) and ran 1.25x /
-            # 1.19x OpenVINO fp32 at 85 / 256 tokens on an AVX2 CPU, but is not yet timed
-            # against OpenVINO int8 on a VNNI one: used when asked for.
+            # 1.19x OpenVINO fp32 at 85 / 256 tokens on an AVX2 CPU, but 0.39x / 0.34x
+            # OpenVINO int8 on an AMX one (bench/results/backends-amx): used when asked for.
             continue
         if bits == "bf16" and precision == "auto" and not has_fast_bf16():
             continue  # emulated bf16 is slower than fp32

@@ -18,6 +18,7 @@ from bench.flops import (
     passages_per_s_bound,
     simd_from_flags,
 )
+from bench.op_profile import kind_of
 from bench.report import (
     END,
     START,
@@ -30,6 +31,7 @@ from bench.report import (
     ingest_line,
     ingest_ray_line,
     multiturn_line,
+    op_profile_line,
     p99_during_ingest,
     replace_between_markers,
     scale_line,
@@ -293,6 +295,48 @@ def test_backends_line_names_the_chosen_runtime_and_the_fastest_gated_reranker(
     _write(tmp_path / "backends.csv", header + "torch-fp32,256,14.0,1.00x,40%,1 / 1,pass\n")
     with pytest.raises(ValueError, match="auto"):
         backends_line(tmp_path, lambda name: name)
+
+
+def test_op_profile_line_reads_the_longest_passages(tmp_path: Path) -> None:
+    header = (
+        "precision,tokens,passages/s (pass alone),% matrix products,% attention,% layer norm,"
+        "% elementwise,% data movement,% other,matrix products' rate G/s,"
+        "% of GEMM ceiling (matrix products),% of GEMM ceiling (whole pass)\n"
+    )
+    _write(
+        tmp_path / "op_profile.csv",
+        header + "int8,85,440.0,45%,30%,4%,12%,8%,1%,1900,45%,20%\n"
+        "int8,256,137.0,41%,39%,3%,10%,6%,1%,1950,46%,18%\n"
+        "bf16,256,128.0,44%,37%,3%,8%,7%,1%,1740,72%,30%\n",
+    )
+    line = op_profile_line(tmp_path, lambda name: name)
+    assert "int8 at 256 tokens: matrix products 41% of the pass at 46% of the GEMM" in line
+    assert "attention 39%, whole pass 18% of the ceiling" in line
+    assert "bf16 at 256 tokens: matrix products 44% of the pass at 72%" in line
+    assert "85 tokens" not in line
+
+
+@pytest.mark.parametrize(
+    ("node_type", "node_name", "kind"),
+    [
+        ("FullyConnected", "__module.encoder.layer.2.intermediate.dense/aten::linear/MatMul",
+         "matrix products"),
+        ("FullyConnected", "__module.encoder.layer.0.attention.self.query/aten::linear/Add",
+         "matrix products"),
+        ("Subgraph", "__module.encoder.layer.1.attention.self/aten::scaled_dot_product_attention/"
+         "ScaledDotProductAttention", "attention"),
+        ("MatMul", "__module.encoder.layer.1.attention.self/aten::matmul/MatMul", "attention"),
+        ("Subgraph", "__module.encoder.layer.1.attention.self/aten::transpose/Transpose_3",
+         "attention"),  # fp32's fused attention
+        ("Reshape", "__module.encoder.layer.2.attention.self/aten::view/Reshape", "attention"),
+        ("Subgraph", "__module.encoder.layer.1.output/aten::add/Add", "elementwise"),
+        ("MVN", "__module.encoder.layer.1.output.LayerNorm/aten::layer_norm/MVN", "layer norm"),
+        ("Reorder", "reorder_1", "data movement"),
+        ("Range", "range", "other"),
+    ],
+)  # fmt: skip
+def test_profiled_nodes_are_sorted_by_kind(node_type: str, node_name: str, kind: str) -> None:
+    assert kind_of(node_type, node_name) == kind
 
 
 def test_missing_peer_and_unreadable_tables_are_said(tmp_path: Path) -> None:

@@ -70,9 +70,10 @@ def test_evaluator_on_a_scifact_slice(
     assert (tmp_path / "out" / "eval.png").stat().st_size > 10_000
     assert "frontier" in report.read_text()
     assert pareto_front(rows)
-    # Each embedding runtime gets collections of its own: queries of one runtime are never
-    # scored against vectors another stored.
-    runtime = evaluator.embedder.runtime_name
+    # Each embedding runtime and export gets collections of its own: queries of one are
+    # never scored against vectors another stored.
+    runtime = evaluator.embedder.vectors_id
+    assert runtime.startswith(evaluator.embedder.runtime_name + "-")
     names = {p.name for p in settings.storage.collections_dir.iterdir()}
     assert {f"slice-c128-o16-{runtime}", f"slice-c256-o16-{runtime}"} <= {
         n.removeprefix("beir-") for n in names

@@ -90,9 +90,11 @@ def beir_documents(dataset: BeirDataset) -> list[ParsedDocument]:
     return documents
 
 
-def eval_collection_name(dataset: str, size: int, overlap: int, runtime: str) -> str:
-    """The collection ``ragline eval`` keeps for a dataset, chunking and embedding runtime."""
-    return f"beir-{dataset}-c{size}-o{overlap}-{runtime}"
+def eval_collection_name(dataset: str, size: int, overlap: int, vectors_id: str) -> str:
+    """The collection ``ragline eval`` keeps for a dataset, chunking and embedding runtime
+    with its export (``Embedder.vectors_id``: a new int8 recipe or library upgrade makes
+    vectors close to the stored ones, not equal, so it indexes again)."""
+    return f"beir-{dataset}-c{size}-o{overlap}-{vectors_id}"
 
 
 class Evaluator:
@@ -131,7 +133,7 @@ class Evaluator:
     def collection_for(self, size: int, overlap: int) -> Collection:
         settings = self.settings.model_copy(deep=True)
         settings.chunking.size, settings.chunking.overlap = size, overlap
-        name = eval_collection_name(self.dataset_name, size, overlap, self.embedder.runtime_name)
+        name = eval_collection_name(self.dataset_name, size, overlap, self.embedder.vectors_id)
         collection = Collection.open(
             settings.storage.collections_dir, name, settings.index, create=True
         )
