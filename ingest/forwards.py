@@ -114,7 +114,7 @@ class RuntimeRequest:
 def export_fingerprint(path: str, kind: str, max_length: int, int8_skip: Sequence[str] = ()) -> str:
     """Names a model's exports: its files, use, export recipe and library versions."""
     # A new recipe, a new export.
-    recipe = "|".join([str(max_length), *int8_skip, onnx_export.RECIPE])
+    recipe = "|".join([str(max_length), *int8_skip, onnx_export.RECIPE, openvino_export.RECIPE])
     return model_fingerprint(path, kind, recipe)
 
 

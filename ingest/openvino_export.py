@@ -20,6 +20,8 @@ import numpy as np
 from ragline.ingest.export_folder import made_once, nncf_int8, numpy_inputs
 
 MODEL_FILE = "model.xml"
+# Part of the export's fingerprint, as onnx_export.RECIPE: a new recipe makes a new export.
+RECIPE = "first-output-only"
 
 
 def export(
@@ -38,6 +40,9 @@ def export(
 
         names = list(example)
         model = ov.convert_model(module, example_input={k: example[k] for k in names})
+        # The first output only (token embeddings, or logits): a BERT's pooler output was
+        # computed and converted to fp32 on every pass, unread.
+        model = ov.Model(model.outputs[:1], model.get_parameters(), model.get_friendly_name())
         if precision == "int8":
             model = nncf_int8(model, calibration, names, skip_patterns=int8_skip)
         # fp16 compression would round the weights: the precision is chosen at compile.
