@@ -116,9 +116,14 @@ def main() -> None:
     parser.add_argument("--model", help="rerank.model to time (default: the settings')")
     parser.add_argument("--exports", type=Path, help="export folder (default: a fresh one)")
     parser.add_argument("--max-queries", type=int, help="the first N test queries")
+    parser.add_argument(
+        "--name",
+        default="backends-rerank",
+        help="table name (bench.backends --name X writes X-rerank)",
+    )
     args = parser.parse_args()
     exports = args.exports or Path(tempfile.mkdtemp(prefix="ragline-rerank-"))
-    write(exports, args.model, args.max_queries)
+    write(exports, args.model, args.max_queries, args.name)
 
 
 if __name__ == "__main__":
