@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from int8_graphs import int8_products
 
 from ragline.evaluation.beir import load_beir
 from ragline.retrieve.rerank import (
@@ -122,19 +123,18 @@ def test_tiny_reranker_prefers_relevant_docs(scifact: Path, tmp_path: Path) -> N
     assert onnx_int8.runtime.runtime.name == "onnx-int8"
     assert onnx_int8.runtime.quality >= 0.9
     (onnx_export,) = exports.glob("rerank-*-onnx-int8")
-    graph = onnx.load(str(onnx_export / "model.onnx")).graph
-    # A MatMul is int8 where a DequantizeLinear feeds it.
-    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
-    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
-    int8 = {n.name for n in matmuls if dequantized.intersection(n.input)}
-    assert any("/intermediate/dense/" in name for name in int8)  # quantized ...
+    quantized = int8_products(onnx_export, "onnx")
+    int8 = {name for name, is_int8 in quantized.items() if is_int8}
+    assert any(".intermediate.dense." in name for name in int8)  # quantized ...
     # ... but not the skipped layers: feed-forward down-projections, the head, and the
     # query/key/value projections (they share an input, which ONNX Runtime leaves unfused).
-    kept = {n.name for n in matmuls} - int8
-    assert any("/output/dense/" in n and "attention" not in n for n in kept)
-    assert not any("/output/dense/" in n and "attention" not in n for n in int8)
+    kept = set(quantized) - int8
+    assert any(".output.dense." in n and "attention" not in n for n in kept)
+    assert not any(".output.dense." in n and "attention" not in n for n in int8)
     assert not any("classifier" in name or "pooler" in name for name in int8)
-    assert not any(f"/self/{p}/" in name for name in int8 for p in ("query", "key", "value"))
+    assert not any(f".self.{p}." in name for name in int8 for p in ("query", "key", "value"))
+    graph = onnx.load(str(onnx_export / "model.onnx")).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     gathers = [n for n in graph.node if n.op_type == "Gather"]
     assert not any(dequantized.intersection(n.input) for n in gathers)  # tables stay fp32
     correlations, onnx_correlations = [], []

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from int8_graphs import int8_products
 
 from ragline.ingest import runtime as rt
 from ragline.ingest.embed import Embedder, mean_cosine, token_batches
@@ -244,30 +245,6 @@ def test_faster_runtimes_match_fp32_vectors(
             assert len(ups) == 6 and not any(ups.values()), ups
             downs = [v for k, v in quantized.items() if ".output.dense" in k]
             assert len(downs) == 12 and all(downs), quantized
-
-
-def int8_products(export: Path, backend: str) -> dict[str, bool]:
-    """Each MatMul with a weight in an int8 export, by dotted name: whether int8
-    quantization reached it (its activations come through a FakeQuantize in OpenVINO, a
-    DequantizeLinear in ONNX)."""
-    found: dict[str, bool] = {}
-    if backend == "openvino":
-        import openvino as ov
-
-        for op in ov.Core().read_model(str(export / "model.xml")).get_ordered_ops():
-            if op.get_type_name() == "MatMul" and ".dense" in op.get_friendly_name():
-                source = op.input_value(0).get_node().get_type_name()
-                found[op.get_friendly_name()] = source == "FakeQuantize"
-        return found
-    import onnx
-
-    graph = onnx.load(str(export / "model.onnx")).graph
-    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
-    for node in graph.node:
-        name = node.name.replace("/", ".")
-        if node.op_type == "MatMul" and ".dense" in name:
-            found[name] = bool(dequantized.intersection(node.input))
-    return found
 
 
 def test_texts_tokenized_once_give_the_models_own_inputs(scifact_texts: list[str]) -> None:
